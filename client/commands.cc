@@ -1,0 +1,426 @@
+#include "client/commands.h"
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "proto/common/grpc_status.h"
+#include "proto/common/param_json.h"
+
+namespace hpo::client {
+namespace {
+
+using nlohmann::json;
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    default: return "ERROR";
+  }
+}
+
+// Calls `rpc(context)` with a deadline; turns a failure into a message that says what to do.
+template <typename Fn>
+absl::Status Call(Context& ctx, Fn rpc) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(ctx.timeout));
+  grpc::Status s = rpc(&context);
+  if (s.ok()) return absl::OkStatus();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return absl::UnavailableError(absl::StrCat("cannot reach the coordinator at ", ctx.address, " (",
+                                               s.error_message(),
+                                               "): is hpo-server running there? (--coordinator)"));
+  }
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    return absl::DeadlineExceededError(absl::StrCat("the coordinator at ", ctx.address,
+                                                    " did not answer within ",
+                                                    absl::FormatDuration(ctx.timeout)));
+  }
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                      absl::StrCat(CodeName(s.error_code()), ": ", s.error_message()));
+}
+
+absl::StatusOr<int64_t> ParseStudyId(const std::vector<std::string>& args, const char* command) {
+  if (args.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("usage: hpoctl ", command, " STUDY"));
+  }
+  try {
+    size_t used = 0;
+    int64_t id = std::stoll(args[0], &used);
+    if (used == args[0].size() && id > 0) return id;
+  } catch (const std::exception&) {
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("usage: hpoctl ", command, " STUDY: STUDY is a study id (a positive number, see "
+                   "hpoctl list), not \"", args[0], "\""));
+}
+
+std::string Fmt(double v) { return absl::StrFormat("%.4f", v); }
+
+json TrialJson(const hpo::v1::Trial& t) {
+  json j;
+  j["trial"] = t.number();
+  j["id"] = t.id();
+  j["state"] = TrialStateName(t.state());
+  j["value"] = t.has_value() ? json(t.value()) : json(nullptr);
+  j["best_step"] = t.has_value() ? json(t.best_step()) : json(nullptr);
+  j["params"] = ParamsToJson(t.params());
+  json values = json::array(), measurements = json::array();
+  for (const auto& m : t.measurements()) {
+    values.push_back(m.value());
+    json metrics = json::object();
+    for (const auto& [k, v] : std::map<std::string, double>(m.metrics().begin(), m.metrics().end())) {
+      metrics[k] = v;
+    }
+    measurements.push_back({{"step", m.step()}, {"value", m.value()}, {"metrics", metrics}});
+  }
+  j["values"] = values;
+  j["measurements"] = measurements;
+  json final_metrics = json::object();
+  for (const auto& [k, v] : t.final_metrics()) final_metrics[k] = v;
+  j["final_metrics"] = final_metrics;
+  j["reason"] = t.reason();
+  j["worker"] = t.worker();
+  j["retry_of"] = t.retry_of() >= 0 ? json(t.retry_of()) : json(nullptr);
+  j["retried"] = t.retried();
+  return j;
+}
+
+json StudyJson(const hpo::v1::Study& s) {
+  json j;
+  j["id"] = s.id();
+  j["name"] = s.name();
+  j["state"] = StudyStateName(s.state());
+  j["direction"] = s.direction() == hpo::v1::MINIMIZE ? "minimize" : "maximize";
+  j["metric"] = s.metric();
+  j["max_trials"] = s.max_trials();
+  j["counts"] = {{"waiting", s.counts().waiting()},     {"running", s.counts().running()},
+                 {"completed", s.counts().completed()}, {"pruned", s.counts().pruned()},
+                 {"failed", s.counts().failed()}};
+  j["best_value"] = s.has_best() ? json(s.best_value()) : json(nullptr);
+  j["best_trial"] = s.has_best() ? json(s.best_trial()) : json(nullptr);
+  j["sampler"] = s.sampler();
+  j["pruner"] = s.pruner();
+  j["seed"] = s.seed();
+  j["task"] = {{"type", s.task().type()},
+               {"dataset", s.task().dataset()},
+               {"train_examples", s.task().train_examples()},
+               {"val_examples", s.task().val_examples()},
+               {"max_epochs", s.task().max_epochs()}};
+  j["spec"] = json::parse(s.spec_json(), nullptr, false);
+  return j;
+}
+
+std::string ParamsText(const hpo::v1::Trial& t) {
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : ParamsToJson(t.params()).items()) {
+    std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+    if (v.is_number_float()) text = absl::StrFormat("%.4g", v.get<double>());
+    parts.push_back(absl::StrCat(k, "=", text));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+std::string CountsText(const hpo::v1::Study& s) {
+  const auto& c = s.counts();
+  const int finished = c.completed() + c.pruned() + c.failed();
+  std::string text = absl::StrFormat("%d finished of %d (%d completed, %d pruned, %d failed), %d running",
+                                     finished, s.max_trials(), c.completed(), c.pruned(),
+                                     c.failed(), c.running());
+  if (c.waiting() > 0) absl::StrAppend(&text, ", ", c.waiting(), " waiting");
+  if (s.has_best()) {
+    absl::StrAppend(&text, "; best ", s.metric(), " ", Fmt(s.best_value()), " (trial ",
+                    s.best_trial(), ")");
+  }
+  return text;
+}
+
+absl::StatusOr<hpo::v1::Study> FetchStudy(Context& ctx, int64_t id) {
+  hpo::v1::GetStudyRequest req;
+  req.set_study_id(id);
+  hpo::v1::GetStudyResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->GetStudy(c, req, &resp); });
+  if (!s.ok()) return s;
+  return resp.study();
+}
+
+absl::StatusOr<std::vector<hpo::v1::Trial>> FetchTrials(Context& ctx, int64_t id) {
+  hpo::v1::ListTrialsRequest req;
+  req.set_study_id(id);
+  hpo::v1::ListTrialsResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->ListTrials(c, req, &resp); });
+  if (!s.ok()) return s;
+  return std::vector<hpo::v1::Trial>(resp.trials().begin(), resp.trials().end());
+}
+
+absl::Status Create(Context& ctx, const std::vector<std::string>& args) {
+  if (args.size() != 1) return absl::InvalidArgumentError("usage: hpoctl create FILE");
+  std::ifstream in(args[0]);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the spec file ", args[0]));
+  std::stringstream text;
+  text << in.rdbuf();
+  hpo::v1::CreateStudyRequest req;
+  req.set_spec_json(text.str());
+  hpo::v1::CreateStudyResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->CreateStudy(c, req, &resp); });
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat(args[0], ": ", s.message()));
+  const auto& st = resp.study();
+  if (ctx.json) {
+    std::cout << StudyJson(st).dump(2) << "\n";
+  } else {
+    std::cout << absl::StrFormat("created study %d \"%s\": %s sampler, %s pruner, %d trials of task %s on %s\n",
+                                 st.id(), st.name(), st.sampler(), st.pruner(), st.max_trials(),
+                                 st.task().type(), st.task().dataset());
+    std::cout << st.id() << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status List(Context& ctx, const std::vector<std::string>& args) {
+  if (!args.empty()) return absl::InvalidArgumentError("usage: hpoctl list");
+  hpo::v1::ListStudiesResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) {
+    return ctx.stub->ListStudies(c, hpo::v1::ListStudiesRequest(), &resp);
+  });
+  if (!s.ok()) return s;
+  if (ctx.json) {
+    json out = json::array();
+    for (const auto& st : resp.studies()) out.push_back(StudyJson(st));
+    std::cout << out.dump(2) << "\n";
+    return absl::OkStatus();
+  }
+  if (resp.studies().empty()) {
+    std::cout << "no studies yet: create one with hpoctl create FILE\n";
+    return absl::OkStatus();
+  }
+  std::cout << absl::StrFormat("%-4s %-24s %-10s %-9s %-8s %s\n", "ID", "NAME", "STATE", "FINISHED",
+                               "RUNNING", "BEST");
+  for (const auto& st : resp.studies()) {
+    const auto& c = st.counts();
+    std::cout << absl::StrFormat("%-4d %-24s %-10s %-9s %-8d %s\n", st.id(), st.name(),
+                                 StudyStateName(st.state()),
+                                 absl::StrCat(c.completed() + c.pruned() + c.failed(), "/", st.max_trials()),
+                                 c.running(),
+                                 st.has_best() ? absl::StrCat(Fmt(st.best_value()), " (trial ", st.best_trial(), ")")
+                                               : "-");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Show(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "show");
+  if (!id.ok()) return id.status();
+  auto st = FetchStudy(ctx, *id);
+  if (!st.ok()) return st.status();
+  if (ctx.json) {
+    std::cout << StudyJson(*st).dump(2) << "\n";
+    return absl::OkStatus();
+  }
+  std::cout << absl::StrFormat(
+      "study %d \"%s\": %s\n  objective: %s %s\n  task: %s on %s (%d train, %d validation images, "
+      "%d epochs)\n  sampler: %s (seed %d), pruner: %s\n  trials: %s\n",
+      st->id(), st->name(), StudyStateName(st->state()),
+      st->direction() == hpo::v1::MINIMIZE ? "minimize" : "maximize", st->metric(), st->task().type(),
+      st->task().dataset(), st->task().train_examples(), st->task().val_examples(),
+      st->task().max_epochs(), st->sampler(), st->seed(), st->pruner(), CountsText(*st));
+  return absl::OkStatus();
+}
+
+absl::Status Trials(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "trials");
+  if (!id.ok()) return id.status();
+  auto trials = FetchTrials(ctx, *id);
+  if (!trials.ok()) return trials.status();
+  if (ctx.json) {
+    json out = json::array();
+    for (const auto& t : *trials) out.push_back(TrialJson(t));
+    std::cout << out.dump(2) << "\n";
+    return absl::OkStatus();
+  }
+  if (trials->empty()) {
+    std::cout << "study " << *id << " has no trials yet\n";
+    return absl::OkStatus();
+  }
+  std::cout << absl::StrFormat("%-4s %-10s %-7s %-5s %-40s %s\n", "#", "STATE", "VALUE", "EPOCH",
+                               "VALUES PER EPOCH", "PARAMETERS");
+  for (const auto& t : *trials) {
+    std::vector<std::string> values;
+    for (const auto& m : t.measurements()) values.push_back(absl::StrFormat("%.3f", m.value()));
+    std::cout << absl::StrFormat("%-4d %-10s %-7s %-5s %-40s %s\n", t.number(), TrialStateName(t.state()),
+                                 t.has_value() ? Fmt(t.value()) : "-",
+                                 t.has_value() ? absl::StrCat(t.best_step()) : "-",
+                                 values.empty() ? "-" : absl::StrJoin(values, " "), ParamsText(t));
+    std::vector<std::string> notes;
+    if (auto it = t.final_metrics().find("test_accuracy"); it != t.final_metrics().end()) {
+      notes.push_back(absl::StrCat("test_accuracy ", Fmt(it->second)));
+    }
+    if (t.retry_of() >= 0) notes.push_back(absl::StrCat("retry of trial ", t.retry_of()));
+    if (!t.reason().empty()) notes.push_back(t.reason());
+    if (!notes.empty()) std::cout << "     " << absl::StrJoin(notes, "; ") << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Best(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "best");
+  if (!id.ok()) return id.status();
+  hpo::v1::GetBestTrialRequest req;
+  req.set_study_id(*id);
+  hpo::v1::GetBestTrialResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->GetBestTrial(c, req, &resp); });
+  if (!s.ok()) return s;
+  const auto& t = resp.trial();
+  if (ctx.json) {
+    std::cout << TrialJson(t).dump(2) << "\n";
+    return absl::OkStatus();
+  }
+  std::cout << absl::StrFormat("best trial of study %d: trial %d, value %s at epoch %d\n", *id, t.number(),
+                               Fmt(t.value()), t.best_step());
+  for (const auto& [k, v] : std::map<std::string, double>(t.final_metrics().begin(), t.final_metrics().end())) {
+    std::cout << "  " << k << ": " << Fmt(v) << "\n";
+  }
+  std::cout << "  parameters: " << ParamsText(t) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Stop(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "stop");
+  if (!id.ok()) return id.status();
+  hpo::v1::StopStudyRequest req;
+  req.set_study_id(*id);
+  hpo::v1::StopStudyResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->StopStudy(c, req, &resp); });
+  if (!s.ok()) return s;
+  if (ctx.json) {
+    std::cout << StudyJson(resp.study()).dump(2) << "\n";
+  } else {
+    std::cout << "study " << *id << " is " << StudyStateName(resp.study().state()) << ": "
+              << CountsText(resp.study()) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+// Polls the study and prints what changed: new trials, each new epoch, each trial's end.
+absl::Status Watch(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "watch");
+  if (!id.ok()) return id.status();
+  const auto start = std::chrono::steady_clock::now();
+  auto stamp = [&] {
+    return absl::StrFormat("[%6.1fs]", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  };
+  auto emit = [&](const json& event, const std::string& text) {
+    if (ctx.json) std::cout << event.dump() << "\n";
+    else std::cout << stamp() << " " << text << "\n";
+    std::cout.flush();
+  };
+  std::map<int, std::pair<int, int>> seen;  // number -> (state, measurements shown)
+  std::string last_summary;
+  auto unavailable_since = std::chrono::steady_clock::time_point();
+  for (;;) {
+    auto st = FetchStudy(ctx, *id);
+    absl::StatusOr<std::vector<hpo::v1::Trial>> trials =
+        st.ok() ? FetchTrials(ctx, *id) : absl::StatusOr<std::vector<hpo::v1::Trial>>(st.status());
+    if (!trials.ok()) {
+      const absl::Status& err = trials.status();
+      if (err.code() != absl::StatusCode::kUnavailable && err.code() != absl::StatusCode::kDeadlineExceeded) {
+        return err;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (unavailable_since == std::chrono::steady_clock::time_point()) {
+        unavailable_since = now;
+        emit({{"event", "unreachable"}, {"message", std::string(err.message())}},
+             absl::StrCat("coordinator unreachable, retrying for up to 2 minutes: ", err.message()));
+      } else if (now - unavailable_since > std::chrono::minutes(2)) {
+        return err;
+      }
+      std::this_thread::sleep_for(absl::ToChronoMilliseconds(ctx.watch_interval));
+      continue;
+    }
+    unavailable_since = std::chrono::steady_clock::time_point();
+    for (const auto& t : *trials) {
+      auto it = seen.find(t.number());
+      if (it == seen.end()) {
+        it = seen.emplace(t.number(), std::make_pair(static_cast<int>(hpo::v1::TRIAL_WAITING), 0)).first;
+        if (t.state() != hpo::v1::TRIAL_WAITING) {
+          emit({{"event", "started"}, {"trial", t.number()}, {"params", ParamsToJson(t.params())}},
+               absl::StrCat("trial ", t.number(), " started on ", t.worker(), ": ", ParamsText(t)));
+        }
+      } else if (it->second.first == hpo::v1::TRIAL_WAITING && t.state() == hpo::v1::TRIAL_RUNNING) {
+        emit({{"event", "started"}, {"trial", t.number()}, {"params", ParamsToJson(t.params())}},
+             absl::StrCat("trial ", t.number(), " (retry of trial ", t.retry_of(), ") started on ",
+                          t.worker()));
+      }
+      for (int k = it->second.second; k < t.measurements_size(); ++k) {
+        const auto& m = t.measurements(k);
+        std::string extra;
+        if (auto v = m.metrics().find("train_accuracy"); v != m.metrics().end()) {
+          absl::StrAppend(&extra, ", train_accuracy ", Fmt(v->second));
+        }
+        if (auto v = m.metrics().find("epoch_seconds"); v != m.metrics().end()) {
+          absl::StrAppend(&extra, absl::StrFormat(", %.1fs", v->second));
+        }
+        emit({{"event", "measurement"}, {"trial", t.number()}, {"step", m.step()}, {"value", m.value()}},
+             absl::StrCat("trial ", t.number(), " epoch ", m.step(), ": ", st->metric(), " ",
+                          Fmt(m.value()), extra));
+      }
+      if (t.state() != it->second.first &&
+          (t.state() == hpo::v1::TRIAL_COMPLETED || t.state() == hpo::v1::TRIAL_PRUNED ||
+           t.state() == hpo::v1::TRIAL_FAILED)) {
+        std::string text = absl::StrCat("trial ", t.number(), " ", TrialStateName(t.state()));
+        if (t.has_value()) absl::StrAppend(&text, ": best ", Fmt(t.value()), " at epoch ", t.best_step());
+        if (auto v = t.final_metrics().find("test_accuracy"); v != t.final_metrics().end()) {
+          absl::StrAppend(&text, ", test_accuracy ", Fmt(v->second));
+        }
+        if (!t.reason().empty()) absl::StrAppend(&text, " (", t.reason(), ")");
+        emit({{"event", "finished"}, {"trial", TrialJson(t)}}, text);
+      }
+      it->second = {t.state(), t.measurements_size()};
+    }
+    const std::string summary = CountsText(*st);
+    if (summary != last_summary) {
+      emit({{"event", "progress"}, {"study", StudyJson(*st)}},
+           absl::StrCat("study ", *id, " ", StudyStateName(st->state()), ": ", summary));
+      last_summary = summary;
+    }
+    if (st->state() != hpo::v1::STUDY_RUNNING) {
+      if (!ctx.json) {
+        std::cout << "study " << *id << " is " << StudyStateName(st->state()) << ": " << summary << "\n";
+      }
+      return absl::OkStatus();
+    }
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(ctx.watch_interval));
+  }
+}
+
+}  // namespace
+
+absl::Status RunCommand(Context& ctx, const std::string& command, const std::vector<std::string>& args) {
+  if (command == "create") return Create(ctx, args);
+  if (command == "list") return List(ctx, args);
+  if (command == "show") return Show(ctx, args);
+  if (command == "trials") return Trials(ctx, args);
+  if (command == "best") return Best(ctx, args);
+  if (command == "watch") return Watch(ctx, args);
+  if (command == "stop") return Stop(ctx, args);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop "
+      "(hpoctl --help)"));
+}
+
+}  // namespace hpo::client

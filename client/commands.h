@@ -1,0 +1,25 @@
+// hpoctl's commands: each makes its RPC(s) with a deadline and prints the result.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "hpo/v1/coordinator.grpc.pb.h"
+
+namespace hpo::client {
+
+struct Context {
+  std::unique_ptr<hpo::v1::Coordinator::Stub> stub;
+  std::string address;
+  bool json = false;
+  absl::Duration timeout = absl::Seconds(10);
+  absl::Duration watch_interval = absl::Seconds(1);
+};
+
+// Runs `command` with `args`; prints to stdout. The status says what went wrong.
+absl::Status RunCommand(Context& ctx, const std::string& command, const std::vector<std::string>& args);
+
+}  // namespace hpo::client

@@ -1,0 +1,56 @@
+// hpoctl: command-line client of the hpo coordinator.
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "client/commands.h"
+
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "address of hpo-server (HOST:PORT)");
+ABSL_FLAG(bool, json, false, "print machine-readable JSON");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "deadline of each RPC");
+ABSL_FLAG(absl::Duration, interval, absl::Seconds(1), "watch: how often to poll");
+
+namespace {
+constexpr char kUsage[] = R"(hpoctl [--coordinator=HOST:PORT] [--json] COMMAND [ARGS]
+
+Commands:
+  create FILE     create a study from a JSON spec file; prints its id alone on the last line
+  list            list studies
+  show STUDY      one study: state, trial counts, best value, spec
+  trials STUDY    every trial: number, state, parameters, value, per-epoch values, reason
+  best STUDY      the best completed trial
+  watch STUDY     follow a study live; returns (exit 0) when it is finished
+  stop STUDY      stop a study: no new trials, running ones are failed
+
+Exit status: 0 ok, 1 the coordinator refused or could not be reached, 2 bad usage.)";
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() < 2) {
+    std::cerr << "usage: " << kUsage << "\n";
+    return 2;
+  }
+  hpo::client::Context ctx;
+  ctx.address = absl::GetFlag(FLAGS_coordinator);
+  ctx.json = absl::GetFlag(FLAGS_json);
+  ctx.timeout = absl::GetFlag(FLAGS_timeout);
+  ctx.watch_interval = absl::GetFlag(FLAGS_interval);
+  ctx.stub = hpo::v1::Coordinator::NewStub(
+      grpc::CreateChannel(ctx.address, grpc::InsecureChannelCredentials()));
+  const std::string command = positional[1];
+  std::vector<std::string> args(positional.begin() + 2, positional.end());
+  absl::Status s = hpo::client::RunCommand(ctx, command, args);
+  std::cout.flush();
+  if (!s.ok()) {
+    std::cerr << "hpoctl: " << s.message() << "\n";
+    return s.code() == absl::StatusCode::kInvalidArgument && s.message().rfind("usage", 0) == 0 ? 2 : 1;
+  }
+  return 0;
+}

@@ -1,0 +1,390 @@
+#include "server/core/coordinator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "proto/common/status_macros.h"
+#include "server/core/search_space.h"
+#include "server/core/study_spec.h"
+#include "server/core/study_summary.h"
+#include "server/pruner/pruner_registry.h"
+#include "server/sampler/sampler_registry.h"
+
+namespace hpo::server {
+namespace {
+
+// Recomputes value/best_step from the measurements.
+void UpdateBest(Trial& t, Direction d) {
+  t.value.reset();
+  t.best_step = -1;
+  for (const Measurement& m : t.measurements) {
+    if (!t.value || Better(d, m.value, *t.value)) {
+      t.value = m.value;
+      t.best_step = m.step;
+    }
+  }
+}
+
+std::string TrialName(const Trial& t) {
+  return absl::StrCat("trial ", t.number, " of study ", t.study_id, " (id ", t.id, ")");
+}
+
+// Number of times this trial's parameters have already been handed out again.
+int RetryDepth(const Study& s, const Trial& t) {
+  int depth = 0;
+  for (int n = t.retry_of; n >= 0 && n < static_cast<int>(s.trials.size()); n = s.trials[n].retry_of) {
+    ++depth;
+  }
+  return depth;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<Storage> storage,
+                                                               const Clock* clock,
+                                                               CoordinatorOptions options) {
+  ASSIGN_OR_RETURN(std::vector<Study> studies, storage->LoadAll());
+  std::unique_ptr<Coordinator> c(new Coordinator(std::move(storage), clock, options));
+  absl::MutexLock lock(&c->mu_);
+  const absl::Time now = clock->Now();
+  for (Study& s : studies) {
+    auto spec = ParseStudySpec(s.spec_json);
+    if (!spec.ok()) {
+      return absl::DataLossError(absl::StrCat("stored study ", s.id, " has a spec this server ",
+                                              "cannot read: ", spec.status().message()));
+    }
+    Entry e;
+    e.spec = *spec;
+    s.spec = *spec;
+    ASSIGN_OR_RETURN(e.sampler, MakeSampler(e.spec));
+    ASSIGN_OR_RETURN(e.pruner, MakePruner(e.spec));
+    for (const Trial& t : s.trials) {
+      c->trial_index_[t.id] = {s.id, t.number};
+      if (t.state == TrialState::kRunning) c->leases_[t.id] = now + options.lease_timeout;
+    }
+    e.study = std::move(s);
+    const int64_t id = e.study.id;
+    c->studies_.emplace(id, std::move(e));
+    RETURN_IF_ERROR(c->FinishIfDone(c->studies_.at(id)));
+  }
+  return c;
+}
+
+absl::StatusOr<Study> Coordinator::CreateStudy(const std::string& spec_json) {
+  ASSIGN_OR_RETURN(StudySpec spec, ParseStudySpec(spec_json));
+  Entry e;
+  ASSIGN_OR_RETURN(e.sampler, MakeSampler(spec));
+  ASSIGN_OR_RETURN(e.pruner, MakePruner(spec));
+  e.study.spec = spec;
+  e.study.spec_json = spec_json;
+  e.study.state = StudyState::kRunning;
+  e.study.seed = spec.seed ? *spec.seed : std::random_device{}() * 0x100000001ULL;
+  e.study.created = clock_->Now();
+  e.spec = std::move(spec);
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(e.study.id, storage_->CreateStudy(e.study));
+  Study copy = e.study;
+  studies_.emplace(copy.id, std::move(e));
+  return copy;
+}
+
+absl::StatusOr<Study> Coordinator::GetStudy(int64_t study_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = studies_.find(study_id);
+  if (it == studies_.end()) {
+    return absl::NotFoundError(absl::StrCat("no study with id ", study_id, " (hpoctl list shows them)"));
+  }
+  return it->second.study;
+}
+
+std::vector<Study> Coordinator::ListStudies() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Study> out;
+  for (const auto& [id, e] : studies_) out.push_back(e.study);
+  return out;
+}
+
+absl::StatusOr<Study> Coordinator::StopStudy(int64_t study_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = studies_.find(study_id);
+  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  Entry& e = it->second;
+  if (e.study.state != StudyState::kRunning) return e.study;
+  const absl::Time now = clock_->Now();
+  std::vector<Trial> updated = e.study.trials;
+  RETURN_IF_ERROR(storage_->Transaction([&]() -> absl::Status {
+    for (Trial& t : updated) {
+      if (t.state != TrialState::kRunning && t.state != TrialState::kWaiting) continue;
+      t.state = TrialState::kFailed;
+      t.reason = "study stopped by a user";
+      t.finished = now;
+      RETURN_IF_ERROR(storage_->UpdateTrial(t, nullptr));
+    }
+    return storage_->UpdateStudyState(study_id, StudyState::kStopped);
+  }));
+  for (const Trial& t : updated) leases_.erase(t.id);
+  e.study.trials = std::move(updated);
+  e.study.state = StudyState::kStopped;
+  return e.study;
+}
+
+absl::StatusOr<Trial> Coordinator::BestTrial(int64_t study_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = studies_.find(study_id);
+  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  const Trial* best = FindBestTrial(it->second.study);
+  if (best == nullptr) {
+    return absl::NotFoundError(absl::StrCat("study ", study_id, " has no completed trial yet"));
+  }
+  return *best;
+}
+
+absl::Status Coordinator::StartTrial(Entry& e, Trial& t, const std::string& worker) {
+  Trial updated = t;
+  updated.state = TrialState::kRunning;
+  updated.worker = worker;
+  updated.started = clock_->Now();
+  RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
+  t = std::move(updated);
+  leases_[t.id] = clock_->Now() + options_.lease_timeout;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<Assignment>> Coordinator::AskTrial(
+    const std::string& worker_id, const std::vector<std::string>& task_types, int64_t study_id) {
+  absl::MutexLock lock(&mu_);
+  if (study_id != 0) {
+    auto it = studies_.find(study_id);
+    if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+    const std::string& type = it->second.spec.task.type;
+    if (std::find(task_types.begin(), task_types.end(), type) == task_types.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "study ", study_id, " has task type \"", type, "\", which this worker cannot run"));
+    }
+  }
+  for (auto& [id, e] : studies_) {
+    if (study_id != 0 && id != study_id) continue;
+    if (e.study.state != StudyState::kRunning) continue;
+    if (std::find(task_types.begin(), task_types.end(), e.spec.task.type) == task_types.end()) continue;
+    Trial* chosen = nullptr;
+    for (Trial& t : e.study.trials) {
+      if (t.state == TrialState::kWaiting) {
+        chosen = &t;
+        break;
+      }
+    }
+    if (chosen != nullptr) {
+      RETURN_IF_ERROR(StartTrial(e, *chosen, worker_id));
+    } else if (UsedSlots(e.study) < e.spec.max_trials) {
+      Trial t;
+      t.study_id = id;
+      t.number = static_cast<int>(e.study.trials.size());
+      auto params = e.sampler->Sample(e.study, t.number, TrialSeed(e.study.seed, t.number));
+      if (!params.ok()) {
+        return absl::Status(params.status().code(),
+                            absl::StrCat("sampler of study ", id, ": ", params.status().message()));
+      }
+      t.params = std::move(*params);
+      t.state = TrialState::kRunning;
+      t.worker = worker_id;
+      t.created = t.started = clock_->Now();
+      ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
+      trial_index_[t.id] = {id, t.number};
+      leases_[t.id] = clock_->Now() + options_.lease_timeout;
+      e.study.trials.push_back(std::move(t));
+      chosen = &e.study.trials.back();
+    } else {
+      continue;
+    }
+    return std::optional<Assignment>(Assignment{*chosen, e.spec.task, e.spec.metric});
+  }
+  return std::optional<Assignment>();
+}
+
+absl::StatusOr<std::pair<Coordinator::Entry*, Trial*>> Coordinator::FindTrial(int64_t trial_id) {
+  auto it = trial_index_.find(trial_id);
+  if (it == trial_index_.end()) {
+    return absl::NotFoundError(absl::StrCat("no trial with id ", trial_id));
+  }
+  Entry& e = studies_.at(it->second.first);
+  return std::make_pair(&e, &e.study.trials.at(it->second.second));
+}
+
+std::string Coordinator::NotRunningMessage(const Trial& t) {
+  std::string msg = absl::StrCat(TrialName(t), " is ", StateName(t.state));
+  if (!t.reason.empty()) absl::StrAppend(&msg, " (", t.reason, ")");
+  absl::StrAppend(&msg, "; it accepts no more reports: stop training it");
+  return msg;
+}
+
+absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m) {
+  if (!std::isfinite(m.value)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "measurement value of trial id ", trial_id, " at step ", m.step, " is ", m.value,
+        "; values must be finite (fail the trial instead)"));
+  }
+  if (m.step < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("step must be >= 0 (got ", m.step, ")"));
+  }
+  for (auto it = m.metrics.begin(); it != m.metrics.end();) {
+    it = std::isfinite(it->second) ? std::next(it) : m.metrics.erase(it);  // JSON cannot hold them
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
+  auto& [e, t] = found;
+  const Measurement* last = t->measurements.empty() ? nullptr : &t->measurements.back();
+  const bool resend = last != nullptr && last->step == m.step && last->value == m.value;
+  if (t->state != TrialState::kRunning) {
+    if (resend && t->state == TrialState::kPruned) return Decision{Action::kPrune, t->reason};
+    return absl::FailedPreconditionError(NotRunningMessage(*t));
+  }
+  leases_[t->id] = clock_->Now() + options_.lease_timeout;
+  if (resend) return Decision{};
+  if (last != nullptr && m.step <= last->step) {
+    return absl::InvalidArgumentError(absl::StrCat("steps must increase: step ", m.step,
+                                                   " reported after step ", last->step, " for ",
+                                                   TrialName(*t)));
+  }
+  m.time = clock_->Now();
+  Trial updated = *t;
+  updated.measurements.push_back(m);
+  UpdateBest(updated, e->spec.direction);
+  // Decide on the study as it will be once this measurement is stored.
+  std::swap(*t, updated);
+  absl::StatusOr<PruneDecision> pd = e->pruner->Decide(e->study, *t);
+  std::swap(*t, updated);
+  if (!pd.ok()) return pd.status();
+  if (pd->prune) {
+    updated.state = TrialState::kPruned;
+    updated.reason = pd->reason;
+    updated.finished = m.time;
+  }
+  RETURN_IF_ERROR(storage_->UpdateTrial(updated, &updated.measurements.back()));
+  *t = std::move(updated);
+  if (!pd->prune) return Decision{};
+  leases_.erase(trial_id);
+  RETURN_IF_ERROR(FinishIfDone(*e));
+  return Decision{Action::kPrune, pd->reason};
+}
+
+absl::StatusOr<HeartbeatResult> Coordinator::Heartbeat(int64_t trial_id, const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
+  Trial* t = found.second;
+  if (t->state != TrialState::kRunning) return HeartbeatResult{false, NotRunningMessage(*t)};
+  leases_[trial_id] = clock_->Now() + options_.lease_timeout;
+  return HeartbeatResult{};
+}
+
+absl::StatusOr<Trial> Coordinator::CompleteTrial(int64_t trial_id,
+                                                 std::map<std::string, double> final_metrics) {
+  for (const auto& [k, v] : final_metrics) {
+    if (!std::isfinite(v)) {
+      return absl::InvalidArgumentError(absl::StrCat("final metric ", k, " is ", v, "; it must be finite"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
+  auto& [e, t] = found;
+  if (t->state == TrialState::kCompleted) return *t;
+  if (t->state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(*t));
+  if (t->measurements.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        TrialName(*t), " has no measurement: report at least one step before completing it"));
+  }
+  Trial updated = *t;
+  updated.state = TrialState::kCompleted;
+  updated.final_metrics = std::move(final_metrics);
+  updated.finished = clock_->Now();
+  UpdateBest(updated, e->spec.direction);
+  RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
+  *t = std::move(updated);
+  leases_.erase(trial_id);
+  Trial copy = *t;
+  RETURN_IF_ERROR(FinishIfDone(*e));
+  return copy;
+}
+
+absl::StatusOr<Trial> Coordinator::FailTrial(int64_t trial_id, const std::string& reason, bool retry) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
+  auto& [e, t] = found;
+  if (t->state == TrialState::kFailed) return *t;
+  if (t->state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(*t));
+  const int number = t->number;
+  RETURN_IF_ERROR(Fail(*e, *t, reason.empty() ? "failed (no reason given)" : reason, retry));
+  return e->study.trials[number];
+}
+
+absl::Status Coordinator::Fail(Entry& e, Trial& t, const std::string& reason, bool retry) {
+  Trial updated = t;
+  updated.state = TrialState::kFailed;
+  updated.reason = reason;
+  updated.finished = clock_->Now();
+  retry = retry && e.study.state == StudyState::kRunning &&
+          RetryDepth(e.study, t) < e.spec.max_retries;
+  Trial again;
+  if (retry) {
+    updated.retried = true;
+    again.study_id = t.study_id;
+    again.number = static_cast<int>(e.study.trials.size());
+    again.params = t.params;
+    again.retry_of = t.number;
+    again.state = TrialState::kWaiting;
+    again.created = updated.finished;
+  }
+  RETURN_IF_ERROR(storage_->Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
+    if (retry) {
+      ASSIGN_OR_RETURN(again.id, storage_->CreateTrial(again));
+    }
+    return absl::OkStatus();
+  }));
+  leases_.erase(t.id);
+  t = std::move(updated);  // `t` is not used after the push_back below
+  if (retry) {
+    trial_index_[again.id] = {again.study_id, again.number};
+    e.study.trials.push_back(std::move(again));
+  }
+  return FinishIfDone(e);
+}
+
+absl::Status Coordinator::FinishIfDone(Entry& e) {
+  if (e.study.state != StudyState::kRunning) return absl::OkStatus();
+  if (UsedSlots(e.study) < e.spec.max_trials) return absl::OkStatus();
+  for (const Trial& t : e.study.trials) {
+    if (!IsFinished(t.state)) return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(storage_->UpdateStudyState(e.study.id, StudyState::kCompleted));
+  e.study.state = StudyState::kCompleted;
+  return absl::OkStatus();
+}
+
+int Coordinator::ReapExpiredLeases() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  std::vector<int64_t> expired;
+  for (const auto& [id, deadline] : leases_) {
+    if (deadline <= now) expired.push_back(id);
+  }
+  int reaped = 0;
+  for (int64_t id : expired) {
+    auto found = FindTrial(id);
+    if (!found.ok()) continue;
+    auto& [e, t] = *found;
+    if (t->state != TrialState::kRunning) {
+      leases_.erase(id);
+      continue;
+    }
+    const std::string reason = absl::StrFormat(
+        "lease lost: worker %s sent no heartbeat for %s", t->worker.empty() ? "?" : t->worker,
+        absl::FormatDuration(options_.lease_timeout));
+    if (Fail(*e, *t, reason, /*retry=*/true).ok()) ++reaped;
+  }
+  return reaped;
+}
+
+}  // namespace hpo::server

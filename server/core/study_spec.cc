@@ -1,0 +1,280 @@
+#include "server/core/study_spec.h"
+
+#include <cmath>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "proto/common/status_macros.h"
+#include "server/core/task_catalog.h"
+
+namespace hpo::server {
+namespace {
+
+using nlohmann::json;
+
+absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError(msg); }
+
+const char* TypeName(const json& j) {
+  if (j.is_boolean()) return "a boolean";
+  if (j.is_number()) return "a number";
+  if (j.is_string()) return "a string";
+  if (j.is_array()) return "an array";
+  if (j.is_object()) return "an object";
+  return "null";
+}
+
+absl::Status CheckKeys(const json& obj, const std::string& where, const std::set<std::string>& allowed) {
+  for (const auto& [key, value] : obj.items()) {
+    if (!allowed.count(key)) {
+      return Invalid(absl::StrCat(where, ": unknown key \"", key, "\"; expected one of: ",
+                                  absl::StrJoin(allowed, ", ")));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> GetString(const json& obj, const std::string& key, const std::string& where,
+                                      std::optional<std::string> def = std::nullopt) {
+  if (!obj.contains(key)) {
+    if (def) return *def;
+    return Invalid(absl::StrCat(where, ": \"", key, "\" is required"));
+  }
+  const json& v = obj.at(key);
+  if (!v.is_string()) {
+    return Invalid(absl::StrCat(where, ".", key, " must be a string, not ", TypeName(v)));
+  }
+  return v.get<std::string>();
+}
+
+absl::StatusOr<double> GetNumber(const json& obj, const std::string& key, const std::string& where) {
+  if (!obj.contains(key)) return Invalid(absl::StrCat(where, ": \"", key, "\" is required"));
+  const json& v = obj.at(key);
+  if (!v.is_number()) {
+    return Invalid(absl::StrCat(where, ".", key, " must be a number, not ", TypeName(v)));
+  }
+  return v.get<double>();
+}
+
+absl::StatusOr<int64_t> GetInt(const json& obj, const std::string& key, const std::string& where,
+                               std::optional<int64_t> def = std::nullopt) {
+  if (!obj.contains(key)) {
+    if (def) return *def;
+    return Invalid(absl::StrCat(where, ": \"", key, "\" is required"));
+  }
+  const json& v = obj.at(key);
+  if (!v.is_number_integer()) {
+    return Invalid(absl::StrCat(where, ".", key, " must be an integer, not ", v.dump()));
+  }
+  return v.get<int64_t>();
+}
+
+absl::StatusOr<ParamValue> ChoiceValue(const json& v, const std::string& where) {
+  if (v.is_string()) return ParamValue(v.get<std::string>());
+  if (v.is_boolean()) return ParamValue(v.get<bool>());
+  if (v.is_number_integer()) return ParamValue(v.get<int64_t>());
+  if (v.is_number_float()) {
+    double d = v.get<double>();
+    if (!std::isfinite(d)) return Invalid(absl::StrCat(where, ": choices must be finite"));
+    return ParamValue(d);
+  }
+  return Invalid(absl::StrCat(where, ": a choice must be a string, number or boolean, not ",
+                              TypeName(v)));
+}
+
+absl::StatusOr<ParamSpec> ParseParam(const json& j, size_t index) {
+  std::string where = absl::StrCat("parameters[", index, "]");
+  if (!j.is_object()) return Invalid(absl::StrCat(where, " must be an object, not ", TypeName(j)));
+  ParamSpec p;
+  ASSIGN_OR_RETURN(p.name, GetString(j, "name", where));
+  if (p.name.empty()) return Invalid(absl::StrCat(where, ".name must not be empty"));
+  where = absl::StrCat(where, " (\"", p.name, "\")");
+  ASSIGN_OR_RETURN(std::string type, GetString(j, "type", where));
+  if (type == "float") {
+    p.type = ParamType::kFloat;
+  } else if (type == "int") {
+    p.type = ParamType::kInt;
+  } else if (type == "categorical") {
+    p.type = ParamType::kCategorical;
+  } else {
+    return Invalid(absl::StrCat(where, ": unknown type \"", type,
+                                "\"; expected float, int or categorical"));
+  }
+  if (p.type == ParamType::kCategorical) {
+    RETURN_IF_ERROR(CheckKeys(j, where, {"name", "type", "choices"}));
+    if (!j.contains("choices") || !j.at("choices").is_array()) {
+      return Invalid(absl::StrCat(where, ": categorical parameters need a \"choices\" array"));
+    }
+    for (const auto& c : j.at("choices")) {
+      ASSIGN_OR_RETURN(ParamValue v, ChoiceValue(c, where));
+      p.choices.push_back(std::move(v));
+    }
+  } else {
+    RETURN_IF_ERROR(CheckKeys(j, where, {"name", "type", "low", "high", "log", "step"}));
+    ASSIGN_OR_RETURN(p.low, GetNumber(j, "low", where));
+    ASSIGN_OR_RETURN(p.high, GetNumber(j, "high", where));
+    if (j.contains("log")) {
+      if (!j.at("log").is_boolean()) return Invalid(absl::StrCat(where, ".log must be true or false"));
+      p.log = j.at("log").get<bool>();
+    }
+    if (j.contains("step")) {
+      ASSIGN_OR_RETURN(double step, GetNumber(j, "step", where));
+      p.step = step;
+    }
+    if (p.type == ParamType::kInt) {
+      if (!j.at("low").is_number_integer() || !j.at("high").is_number_integer()) {
+        return Invalid(absl::StrCat(where, ": an int parameter needs integer low and high"));
+      }
+      if (j.contains("step") && !j.at("step").is_number_integer()) {
+        return Invalid(absl::StrCat(where, ": an int parameter needs an integer step"));
+      }
+    }
+  }
+  if (auto s = ValidateParamSpec(p); !s.ok()) {
+    return Invalid(absl::StrCat(where, ": ", s.message()));
+  }
+  return p;
+}
+
+absl::Status ParseTask(const json& j, TaskSpec* task) {
+  if (!j.is_object()) return Invalid(absl::StrCat("task must be an object, not ", TypeName(j)));
+  RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "dataset", "train_examples", "val_examples",
+                                        "test_examples", "max_epochs", "data_seed"}));
+  ASSIGN_OR_RETURN(task->type, GetString(j, "type", "task"));
+  ASSIGN_OR_RETURN(task->dataset, GetString(j, "dataset", "task"));
+  if (task->dataset.empty() || task->dataset.find('/') != std::string::npos ||
+      task->dataset.find("..") != std::string::npos) {
+    return Invalid(absl::StrCat("task.dataset \"", task->dataset,
+                                "\" must be a directory name under the worker's --data_root "
+                                "(no '/' or '..')"));
+  }
+  ASSIGN_OR_RETURN(int64_t train, GetInt(j, "train_examples", "task", 0));
+  ASSIGN_OR_RETURN(int64_t val, GetInt(j, "val_examples", "task", 10000));
+  ASSIGN_OR_RETURN(int64_t test, GetInt(j, "test_examples", "task", 0));
+  ASSIGN_OR_RETURN(int64_t epochs, GetInt(j, "max_epochs", "task", 10));
+  ASSIGN_OR_RETURN(task->data_seed, GetInt(j, "data_seed", "task", 0));
+  if (train < 0 || train > 10'000'000) return Invalid("task.train_examples must be in [0, 10000000] (0: all)");
+  if (val < 1 || val > 10'000'000) return Invalid("task.val_examples must be in [1, 10000000]");
+  if (test < 0 || test > 10'000'000) return Invalid("task.test_examples must be in [0, 10000000] (0: all)");
+  if (epochs < 1 || epochs > 10000) return Invalid("task.max_epochs must be in [1, 10000]");
+  task->train_examples = static_cast<int>(train);
+  task->val_examples = static_cast<int>(val);
+  task->test_examples = static_cast<int>(test);
+  task->max_epochs = static_cast<int>(epochs);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateParamSpec(const ParamSpec& p) {
+  if (p.type == ParamType::kCategorical) {
+    if (p.choices.empty()) return Invalid("choices must not be empty");
+    for (size_t i = 0; i < p.choices.size(); ++i) {
+      for (size_t k = 0; k < i; ++k) {
+        if (p.choices[i] == p.choices[k]) {
+          return Invalid(absl::StrCat("choice ", ToString(p.choices[i]), " appears twice"));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+  if (!std::isfinite(p.low) || !std::isfinite(p.high)) return Invalid("low and high must be finite");
+  if (p.low >= p.high) {
+    return Invalid(absl::StrCat("low (", p.low, ") must be below high (", p.high, ")"));
+  }
+  if (p.log && p.low <= 0) {
+    return Invalid(absl::StrCat("a log-scaled range needs low > 0 (got ", p.low, ")"));
+  }
+  if (p.step) {
+    const double step = *p.step;
+    if (p.log) return Invalid("step and log cannot be combined");
+    if (!(step > 0)) return Invalid(absl::StrCat("step must be positive (got ", step, ")"));
+    const double n = (p.high - p.low) / step;
+    if (step > p.high - p.low || std::fabs(n - std::round(n)) > 1e-9 * std::max(1.0, n)) {
+      return Invalid(absl::StrCat("step ", step, " does not fit the range [", p.low, ", ", p.high,
+                                  "]: high - low must be a multiple of step"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StudySpec> ParseStudySpec(const std::string& json_text) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+    return Invalid(absl::StrCat("the spec is not valid JSON: ", what));
+  }
+  if (!j.is_object()) return Invalid(absl::StrCat("the spec must be a JSON object, not ", TypeName(j)));
+  RETURN_IF_ERROR(CheckKeys(j, "spec", {"name", "objective", "task", "parameters", "sampler",
+                                        "pruner", "max_trials", "max_retries"}));
+  StudySpec spec;
+  ASSIGN_OR_RETURN(spec.name, GetString(j, "name", "spec"));
+  if (spec.name.empty()) return Invalid("spec.name must not be empty");
+
+  if (!j.contains("task")) return Invalid("spec: \"task\" is required (e.g. {\"type\": \"cnn\", \"dataset\": \"fashion-mnist\"})");
+  RETURN_IF_ERROR(ParseTask(j.at("task"), &spec.task));
+
+  if (j.contains("objective")) {
+    const json& o = j.at("objective");
+    if (!o.is_object()) return Invalid("objective must be an object");
+    RETURN_IF_ERROR(CheckKeys(o, "objective", {"metric", "direction"}));
+    ASSIGN_OR_RETURN(spec.metric, GetString(o, "metric", "objective", "val_accuracy"));
+    ASSIGN_OR_RETURN(std::string dir, GetString(o, "direction", "objective",
+                                                spec.metric == "val_loss" ? "minimize" : "maximize"));
+    if (dir == "maximize") {
+      spec.direction = Direction::kMaximize;
+    } else if (dir == "minimize") {
+      spec.direction = Direction::kMinimize;
+    } else {
+      return Invalid(absl::StrCat("objective.direction \"", dir, "\" must be maximize or minimize"));
+    }
+  }
+  RETURN_IF_ERROR(ValidateTaskMetric(spec.task.type, spec.metric));
+
+  if (!j.contains("parameters") || !j.at("parameters").is_array() || j.at("parameters").empty()) {
+    return Invalid("spec: \"parameters\" must be a non-empty array of parameter definitions");
+  }
+  std::set<std::string> names;
+  size_t index = 0;
+  for (const auto& pj : j.at("parameters")) {
+    ASSIGN_OR_RETURN(ParamSpec p, ParseParam(pj, index));
+    if (!names.insert(p.name).second) {
+      return Invalid(absl::StrCat("parameters[", index, "]: duplicate parameter name \"", p.name, "\""));
+    }
+    RETURN_IF_ERROR(ValidateTaskParam(spec.task.type, p));
+    spec.params.push_back(std::move(p));
+    ++index;
+  }
+
+  ASSIGN_OR_RETURN(int64_t max_trials, GetInt(j, "max_trials", "spec"));
+  if (max_trials < 1 || max_trials > 1'000'000) {
+    return Invalid(absl::StrCat("max_trials must be between 1 and 1000000 (got ", max_trials, ")"));
+  }
+  spec.max_trials = static_cast<int>(max_trials);
+  ASSIGN_OR_RETURN(int64_t retries, GetInt(j, "max_retries", "spec", 1));
+  if (retries < 0 || retries > 10) return Invalid("max_retries must be between 0 and 10");
+  spec.max_retries = static_cast<int>(retries);
+
+  spec.sampler = j.value("sampler", json{{"type", "random"}});
+  spec.pruner = j.value("pruner", json{{"type", "none"}});
+  for (const char* section : {"sampler", "pruner"}) {
+    const json& s = section[0] == 's' ? spec.sampler : spec.pruner;
+    if (!s.is_object() || !s.contains("type") || !s.at("type").is_string()) {
+      return Invalid(absl::StrCat(section, " must be an object with a string \"type\", e.g. {\"type\": \"",
+                                  section[0] == 's' ? "random" : "median", "\"}"));
+    }
+  }
+  if (spec.sampler.contains("seed")) {
+    const json& seed = spec.sampler.at("seed");
+    if (!seed.is_number_integer() || seed.get<int64_t>() < 0) {
+      return Invalid("sampler.seed must be a non-negative integer");
+    }
+    spec.seed = seed.get<uint64_t>();
+  }
+  return spec;
+}
+
+}  // namespace hpo::server

@@ -1,0 +1,26 @@
+// The pruner interface: decides, after each measurement, whether a trial stops early.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/core/types.h"
+
+namespace hpo::server {
+
+struct PruneDecision {
+  bool prune = false;
+  std::string reason;  // when prune: the rule, the step, the value compared and the cut-off
+};
+
+class Pruner {
+ public:
+  virtual ~Pruner() = default;
+  // Decides for `trial`, whose last measurement is the one just reported, from
+  // every trial of `study` (a read-only snapshot; `trial` is one of them).
+  // Pure: the same snapshot gives the same decision. Called under the coordinator's lock.
+  [[nodiscard]] virtual absl::StatusOr<PruneDecision> Decide(const Study& study,
+                                                             const Trial& trial) const = 0;
+};
+
+}  // namespace hpo::server

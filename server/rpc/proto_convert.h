@@ -1,0 +1,16 @@
+// proto <-> core types: the only file that knows both.
+#pragma once
+
+#include "hpo/v1/study.pb.h"
+#include "server/core/coordinator.h"
+#include "server/core/types.h"
+
+namespace hpo::server {
+
+void ToProto(const ParamValue& v, hpo::v1::ParamValue* out);
+void ToProto(const Trial& t, hpo::v1::Trial* out);
+void ToProto(const Study& s, hpo::v1::Study* out);  // with counts and best, without trials
+void ToProto(const TaskSpec& t, hpo::v1::Task* out);
+Measurement FromProto(const hpo::v1::Measurement& m);
+
+}  // namespace hpo::server
