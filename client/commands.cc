@@ -129,7 +129,8 @@ json StudyJson(const hpo::v1::Study& s) {
 
 std::string ParamsText(const hpo::v1::Trial& t) {
   std::vector<std::string> parts;
-  for (const auto& [k, v] : ParamsToJson(t.params()).items()) {
+  const json params = ParamsToJson(t.params());
+  for (const auto& [k, v] : params.items()) {
     std::string text = v.is_string() ? v.get<std::string>() : v.dump();
     if (v.is_number_float()) text = absl::StrFormat("%.4g", v.get<double>());
     parts.push_back(absl::StrCat(k, "=", text));

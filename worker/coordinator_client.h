@@ -1,0 +1,54 @@
+// The worker's side of the coordinator API: one channel for the process's
+// life, a deadline on every unary call, retries with backoff while the
+// coordinator is unreachable.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hpo/v1/coordinator.grpc.pb.h"
+
+namespace hpo::worker {
+
+class CoordinatorClient {
+ public:
+  CoordinatorClient(const std::string& address, std::string worker_id, const std::atomic<bool>* stop);
+
+  const std::string& worker_id() const { return worker_id_; }
+  const std::string& address() const { return address_; }
+
+  // One AskTrial call (no retry): nullopt-like empty response when there is no work.
+  [[nodiscard]] absl::StatusOr<hpo::v1::AskTrialResponse> Ask(const std::vector<std::string>& task_types);
+  // Sends a measurement on the trial's stream and waits for the decision.
+  // Reconnects (and resends) while the coordinator is unreachable, for up to
+  // `give_up_after`; other errors (the trial was pruned/failed/lost) come back at once.
+  [[nodiscard]] absl::StatusOr<hpo::v1::ProgressDecision> Report(int64_t trial_id,
+                                                                 const hpo::v1::Measurement& m);
+  // Ends the trial's stream (if open).
+  void CloseStream();
+  [[nodiscard]] absl::StatusOr<hpo::v1::HeartbeatResponse> Heartbeat(int64_t trial_id);
+  // Retried while the coordinator is unreachable (both calls are idempotent).
+  [[nodiscard]] absl::Status Complete(int64_t trial_id, const std::map<std::string, double>& metrics);
+  [[nodiscard]] absl::Status Fail(int64_t trial_id, const std::string& reason, bool retry);
+
+  absl::Duration give_up_after = absl::Minutes(5);
+
+ private:
+  template <typename Fn>
+  absl::Status Retrying(const char* what, Fn call);
+
+  std::string address_, worker_id_;
+  const std::atomic<bool>* stop_;
+  std::unique_ptr<hpo::v1::Coordinator::Stub> stub_;
+  // The open measurement stream of the current trial.
+  std::unique_ptr<grpc::ClientContext> stream_ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<hpo::v1::ProgressReport, hpo::v1::ProgressDecision>> stream_;
+};
+
+}  // namespace hpo::worker

@@ -1,0 +1,101 @@
+// hpo-worker: asks the coordinator for trials and trains them with LibTorch.
+#include <malloc.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "worker/coordinator_client.h"
+#include "worker/trial_runner.h"
+
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "address of hpo-server (HOST:PORT)");
+ABSL_FLAG(std::string, data_root, "/usr/share/datasets", "directory holding one folder per data set");
+ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: all cores)");
+ABSL_FLAG(std::string, worker_id, "", "name of this worker (default HOST:PID)");
+ABSL_FLAG(int, max_trials, 0, "exit after running this many trials (0: run until stopped)");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void OnSignal(int) { g_stop.store(true); }
+
+// Sleeps up to `d`, waking early on shutdown.
+void Nap(std::chrono::milliseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (!g_stop.load() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "hpo-worker --coordinator=HOST:PORT --data_root=DIR --threads=N: trains the trials the coordinator hands out");
+  absl::ParseCommandLine(argc, argv);
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  std::string worker_id = absl::GetFlag(FLAGS_worker_id);
+  if (worker_id.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    worker_id = absl::StrCat(host, ":", getpid());
+  }
+  spdlog::set_pattern(absl::StrCat("%Y-%m-%d %H:%M:%S.%e [worker ", worker_id, "] %^%l%$ %v"));
+
+  // Threads first, before any LibTorch work (see README "Performance").
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+  // Keep freed batch buffers instead of returning them to the OS on every batch.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  hpo::worker::CoordinatorClient client(absl::GetFlag(FLAGS_coordinator), worker_id, &g_stop);
+  hpo::worker::RunnerOptions options;
+  options.data_root = absl::GetFlag(FLAGS_data_root);
+  spdlog::info("hpo-worker {} serving {} with {} thread(s), data in {}", worker_id, client.address(),
+               threads, options.data_root);
+
+  const int max_trials = absl::GetFlag(FLAGS_max_trials);
+  int ran = 0;
+  auto backoff = std::chrono::milliseconds(500);
+  bool warned = false;
+  while (!g_stop.load() && (max_trials == 0 || ran < max_trials)) {
+    auto a = client.Ask({"cnn"});
+    if (!a.ok()) {
+      const bool transient = a.status().code() == absl::StatusCode::kUnavailable ||
+                             a.status().code() == absl::StatusCode::kDeadlineExceeded;
+      if (!warned || !transient) {
+        spdlog::warn("cannot get a trial from {}: {}; retrying", client.address(),
+                     std::string(a.status().message()));
+        warned = true;
+      }
+      Nap(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      continue;
+    }
+    if (warned) spdlog::info("coordinator {} reachable again", client.address());
+    warned = false;
+    backoff = std::chrono::milliseconds(500);
+    if (!a->assigned()) {
+      Nap(std::chrono::milliseconds(std::max(100, a->retry_after_ms())));
+      continue;
+    }
+    hpo::worker::RunTrial(client, *a, options, g_stop);
+    ++ran;
+  }
+  spdlog::info("hpo-worker {} exiting after {} trial(s)", worker_id, ran);
+  return 0;
+}

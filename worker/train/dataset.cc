@@ -1,0 +1,170 @@
+#include "worker/train/dataset.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "proto/common/status_macros.h"
+
+namespace hpo::worker {
+namespace {
+
+// Reads a whole raw or gzip file (zlib's gzread passes raw files through).
+absl::StatusOr<std::vector<uint8_t>> ReadFile(const std::string& path, std::string* used) {
+  std::string p = path;
+  if (!std::filesystem::exists(p)) p = path + ".gz";
+  if (!std::filesystem::exists(p)) {
+    return absl::NotFoundError(absl::StrCat("data file ", path, " (or ", path, ".gz) does not exist"));
+  }
+  *used = p;
+  gzFile f = gzopen(p.c_str(), "rb");
+  if (f == nullptr) return absl::NotFoundError(absl::StrCat("cannot open ", p));
+  std::vector<uint8_t> out;
+  uint8_t buf[1 << 16];
+  for (;;) {
+    int n = gzread(f, buf, sizeof(buf));
+    if (n < 0) {
+      int err = 0;
+      std::string msg = gzerror(f, &err);
+      gzclose(f);
+      return absl::DataLossError(absl::StrCat(p, " is corrupt: ", msg));
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf, buf + n);
+  }
+  gzclose(f);
+  return out;
+}
+
+uint32_t BigEndian(const std::vector<uint8_t>& b, size_t off) {
+  return (uint32_t{b[off]} << 24) | (uint32_t{b[off + 1]} << 16) | (uint32_t{b[off + 2]} << 8) | b[off + 3];
+}
+
+}  // namespace
+
+absl::StatusOr<ImageSet> ReadIdx(const std::string& images_path, const std::string& labels_path) {
+  std::string ip, lp;
+  ASSIGN_OR_RETURN(std::vector<uint8_t> img, ReadFile(images_path, &ip));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> lab, ReadFile(labels_path, &lp));
+  if (img.size() < 16 || BigEndian(img, 0) != 0x00000803) {
+    return absl::DataLossError(absl::StrCat(ip, " is not an IDX image file (expected magic 0x00000803: "
+                                            "unsigned bytes, 3 dimensions)"));
+  }
+  if (lab.size() < 8 || BigEndian(lab, 0) != 0x00000801) {
+    return absl::DataLossError(absl::StrCat(lp, " is not an IDX label file (expected magic 0x00000801)"));
+  }
+  ImageSet s;
+  s.count = BigEndian(img, 4);
+  s.height = static_cast<int>(BigEndian(img, 8));
+  s.width = static_cast<int>(BigEndian(img, 12));
+  const int64_t labels = BigEndian(lab, 4);
+  if (s.height < 8 || s.width < 8 || s.height > 4096 || s.width > 4096) {
+    return absl::DataLossError(absl::StrCat(ip, ": images are ", s.height, "x", s.width,
+                                            "; hpo needs at least 8x8 (and at most 4096x4096)"));
+  }
+  if (s.count < 1 || labels != s.count) {
+    return absl::DataLossError(absl::StrCat(ip, " holds ", s.count, " images but ", lp, " holds ",
+                                            labels, " labels"));
+  }
+  const uint64_t expect_img = 16 + static_cast<uint64_t>(s.count) * s.height * s.width;
+  if (img.size() != expect_img) {
+    return absl::DataLossError(absl::StrCat(ip, " is ", img.size(), " bytes but its header promises ",
+                                            expect_img, ": the file is truncated or corrupt"));
+  }
+  if (lab.size() != 8 + static_cast<uint64_t>(s.count)) {
+    return absl::DataLossError(absl::StrCat(lp, " is ", lab.size(), " bytes but its header promises ",
+                                            8 + s.count, ": the file is truncated or corrupt"));
+  }
+  s.pixels.assign(img.begin() + 16, img.end());
+  s.labels.assign(lab.begin() + 8, lab.end());
+  s.num_classes = 1 + *std::max_element(s.labels.begin(), s.labels.end());
+  return s;
+}
+
+ImageSet Subset(const ImageSet& src, const std::vector<int64_t>& indices) {
+  ImageSet out;
+  out.count = static_cast<int64_t>(indices.size());
+  out.channels = src.channels;
+  out.height = src.height;
+  out.width = src.width;
+  out.num_classes = src.num_classes;
+  const int64_t sz = src.image_size();
+  out.pixels.resize(out.count * sz);
+  out.labels.resize(out.count);
+  for (size_t i = 0; i < indices.size(); ++i) {
+    std::copy_n(src.pixels.begin() + indices[i] * sz, sz, out.pixels.begin() + i * sz);
+    out.labels[i] = src.labels[indices[i]];
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(const std::string& data_root,
+                                                           const std::string& name, int train_examples,
+                                                           int val_examples, int test_examples,
+                                                           uint64_t seed) {
+  // The raw files of the last data set read are kept: every trial of a study reads the same one.
+  static std::mutex mu;
+  static std::string cached_dir;
+  static std::shared_ptr<const std::pair<ImageSet, ImageSet>> cached;
+  const std::string dir = (std::filesystem::path(data_root) / name).string();
+  std::shared_ptr<const std::pair<ImageSet, ImageSet>> raw;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (cached_dir == dir) raw = cached;
+  }
+  if (!raw) {
+    if (!std::filesystem::is_directory(dir)) {
+      return absl::NotFoundError(absl::StrCat("data set \"", name, "\" not found: ", dir,
+                                              " is not a directory (check --data_root)"));
+    }
+    ASSIGN_OR_RETURN(ImageSet train, ReadIdx(dir + "/train-images-idx3-ubyte", dir + "/train-labels-idx1-ubyte"));
+    ASSIGN_OR_RETURN(ImageSet test, ReadIdx(dir + "/t10k-images-idx3-ubyte", dir + "/t10k-labels-idx1-ubyte"));
+    if (train.height != test.height || train.width != test.width) {
+      return absl::DataLossError(absl::StrCat("data set \"", name, "\": training images are ", train.height,
+                                              "x", train.width, " but test images are ", test.height, "x",
+                                              test.width));
+    }
+    train.num_classes = test.num_classes = std::max(train.num_classes, test.num_classes);
+    raw = std::make_shared<const std::pair<ImageSet, ImageSet>>(std::move(train), std::move(test));
+    std::lock_guard<std::mutex> lock(mu);
+    cached_dir = dir;
+    cached = raw;
+  }
+  const ImageSet& train = raw->first;
+  const ImageSet& test = raw->second;
+  if (val_examples >= train.count) {
+    return absl::InvalidArgumentError(absl::StrCat("task.val_examples (", val_examples, ") must be below the ",
+                                                   train.count, " images of data set \"", name, "\""));
+  }
+  const int64_t available = train.count - val_examples;
+  if (train_examples > available) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "task.train_examples (", train_examples, ") + val_examples (", val_examples, ") exceed the ",
+        train.count, " training images of data set \"", name, "\""));
+  }
+  // Fisher-Yates with our own draws: the same split on every machine.
+  std::vector<int64_t> perm(train.count);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::mt19937_64 rng(seed);
+  for (int64_t i = train.count - 1; i > 0; --i) {
+    const auto j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+    std::swap(perm[i], perm[j]);
+  }
+  const int64_t n_train = train_examples > 0 ? train_examples : available;
+  auto split = std::make_shared<DataSplit>();
+  split->train = Subset(train, std::vector<int64_t>(perm.begin(), perm.begin() + n_train));
+  split->val = Subset(train, std::vector<int64_t>(perm.end() - val_examples, perm.end()));
+  const int64_t n_test = test_examples > 0 ? std::min<int64_t>(test_examples, test.count) : test.count;
+  std::vector<int64_t> test_idx(n_test);
+  std::iota(test_idx.begin(), test_idx.end(), 0);
+  split->test = Subset(test, test_idx);
+  return std::shared_ptr<const DataSplit>(std::move(split));
+}
+
+}  // namespace hpo::worker

@@ -1,0 +1,46 @@
+// Image data sets held as bytes: the IDX format of MNIST (gzip or raw), and
+// the fixed train/validation/test split of a task. No LibTorch here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace hpo::worker {
+
+struct ImageSet {
+  int64_t count = 0;
+  int channels = 1, height = 0, width = 0;
+  int num_classes = 0;            // max label + 1 over the whole data set
+  std::vector<uint8_t> pixels;    // count * channels * height * width, NCHW
+  std::vector<uint8_t> labels;    // count
+
+  int64_t image_size() const { return static_cast<int64_t>(channels) * height * width; }
+};
+
+// Reads an IDX image file and its label file (each either raw or gzip, found
+// by trying PATH then PATH.gz). kNotFound when missing, kDataLoss when
+// malformed (bad magic, truncated, counts that disagree, images under 8x8).
+[[nodiscard]] absl::StatusOr<ImageSet> ReadIdx(const std::string& images_path,
+                                               const std::string& labels_path);
+
+struct DataSplit {
+  ImageSet train, val, test;
+};
+
+// Loads DATA_ROOT/NAME/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] and
+// splits the training file with a permutation fixed by `seed`: the last
+// `val_examples` images of the permutation are validation, the first
+// `train_examples` (0: all the rest) are training. `test_examples` (0: all)
+// are taken from the start of the t10k files; they are never used to choose anything.
+[[nodiscard]] absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(
+    const std::string& data_root, const std::string& name, int train_examples, int val_examples,
+    int test_examples, uint64_t seed);
+
+// Copies the images at `indices` of `src` into a new set.
+ImageSet Subset(const ImageSet& src, const std::vector<int64_t>& indices);
+
+}  // namespace hpo::worker
