@@ -153,11 +153,11 @@ class SqliteStorage final : public Storage {
 
   absl::Status Init(const std::string& path) {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    RETURN_IF_ERROR(Exec("PRAGMA locking_mode=EXCLUSIVE"));
-    RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
-    RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
-    RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON"));
-    absl::Status locked = Exec("BEGIN IMMEDIATE");
+    absl::Status locked = Exec("PRAGMA locking_mode=EXCLUSIVE");
+    if (locked.ok()) locked = Exec("PRAGMA journal_mode=WAL");
+    if (locked.ok()) locked = Exec("PRAGMA synchronous=NORMAL");
+    if (locked.ok()) locked = Exec("PRAGMA foreign_keys=ON");
+    if (locked.ok()) locked = Exec("BEGIN IMMEDIATE");
     if (!locked.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "cannot lock the database ", path, " (", locked.message(),

@@ -1,0 +1,493 @@
+// End to end: the real hpo-server, real hpo-worker processes training on real
+// Fashion-MNIST, and hpoctl, talking gRPC over TCP on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "hpo/v1/coordinator.grpc.pb.h"
+#include "tests/testing/process.h"
+
+namespace hpo {
+namespace {
+
+namespace fs = std::filesystem;
+using hpo::testing::CommandResult;
+using hpo::testing::Process;
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr char kFashionMnist[] = "/usr/share/datasets/fashion-mnist";
+
+// A small study: 1,000 training images, 2 epochs, a search space wide enough
+// that some configurations are bad (to be pruned).
+json SmallSpec(int max_trials, int epochs = 2, int train = 1000) {
+  json spec = json::parse(R"({
+    "name": "e2e",
+    "objective": {"metric": "val_accuracy", "direction": "maximize"},
+    "parameters": [
+      {"name": "learning_rate", "type": "float", "low": 0.00001, "high": 0.3, "log": true},
+      {"name": "optimizer", "type": "categorical", "choices": ["adam", "sgd"]},
+      {"name": "batch_size", "type": "categorical", "choices": [32, 64]},
+      {"name": "conv_blocks", "type": "int", "low": 1, "high": 2},
+      {"name": "filters", "type": "int", "low": 4, "high": 16, "step": 4},
+      {"name": "dense_units", "type": "int", "low": 16, "high": 64, "log": true}
+    ],
+    "sampler": {"type": "random", "seed": 7},
+    "pruner": {"type": "median", "startup_trials": 2, "warmup_steps": 0}
+  })");
+  spec["max_trials"] = max_trials;
+  spec["task"] = {{"type", "cnn"}, {"dataset", "fashion-mnist"}, {"train_examples", train},
+                  {"val_examples", 500}, {"test_examples", 500}, {"max_epochs", epochs}};
+  return spec;
+}
+
+class EndToEndTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kFashionMnist))
+        << kFashionMnist << " is missing: install dataset-fashion-mnist (tests/run.sh does)";
+    dir_ = fs::temp_directory_path() / ("hpo_e2e_" + std::to_string(getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    data_root_ = "/usr/share/datasets";
+  }
+  void TearDown() override {
+    workers_.clear();
+    server_ = Process();
+    if (HasFailure()) {
+      for (const auto& f : fs::directory_iterator(dir_)) {
+        if (f.path().extension() != ".log") continue;
+        std::ifstream in(f.path());
+        std::stringstream s;
+        s << in.rdbuf();
+        std::string text = s.str();
+        if (text.size() > 6000) text = "..." + text.substr(text.size() - 6000);
+        std::cerr << "==== " << f.path().filename() << " ====\n" << text << "\n";
+      }
+    }
+    fs::remove_all(dir_);
+  }
+
+  void StartServer(int port = 0, const std::vector<std::string>& extra = {}) {
+    const std::string port_file = (dir_ / "port").string();
+    fs::remove(port_file);
+    std::vector<std::string> argv = {HPO_SERVER_BIN, "--listen=127.0.0.1:" + std::to_string(port),
+                                     "--db=" + (dir_ / "hpo.db").string(), "--port_file=" + port_file};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    server_ = Process::Start(argv, (dir_ / ("server" + std::to_string(server_starts_++) + ".log")).string());
+    for (int i = 0; i < 200 && !fs::exists(port_file); ++i) std::this_thread::sleep_for(milliseconds(25));
+    ASSERT_TRUE(server_.Running()) << "hpo-server exited";
+    std::ifstream in(port_file);
+    in >> port_;
+    ASSERT_GT(port_, 0);
+    address_ = "127.0.0.1:" + std::to_string(port_);
+  }
+
+  Process& StartWorker(const std::string& name) {
+    workers_.push_back(Process::Start(
+        {HPO_WORKER_BIN, "--coordinator=" + address_, "--data_root=" + data_root_, "--threads=1",
+         "--worker_id=" + name},
+        (dir_ / (name + ".log")).string()));
+    return workers_.back();
+  }
+
+  CommandResult Ctl(std::vector<std::string> args, milliseconds timeout = seconds(30)) {
+    args.insert(args.begin(), {HPO_CTL_BIN, "--coordinator=" + address_});
+    return hpo::testing::Run(args, timeout);
+  }
+
+  std::string WriteSpec(const json& spec, const std::string& name = "spec.json") {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << spec.dump(2);
+    return path;
+  }
+
+  // Creates a study through hpoctl; returns its id (the last line of the output).
+  int64_t Create(const json& spec) {
+    CommandResult r = Ctl({"create", WriteSpec(spec)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string last;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty()) last = line;
+    }
+    return std::stoll(last);
+  }
+
+  json TrialsJson(int64_t study) {
+    CommandResult r = Ctl({"--json", "trials", std::to_string(study)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out);
+  }
+
+  json ShowJson(int64_t study) {
+    CommandResult r = Ctl({"--json", "show", std::to_string(study)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out);
+  }
+
+  // Polls `trials --json` until `pred` holds; returns the last trials seen.
+  template <typename Pred>
+  json WaitForTrials(int64_t study, Pred pred, seconds timeout, const char* what) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    json trials;
+    while (std::chrono::steady_clock::now() < until) {
+      CommandResult r = Ctl({"--json", "trials", std::to_string(study)});
+      if (r.exit_code == 0) {
+        trials = json::parse(r.out);
+        if (pred(trials)) return trials;
+      }
+      std::this_thread::sleep_for(milliseconds(250));
+    }
+    ADD_FAILURE() << "timed out waiting for " << what << "; trials: " << trials.dump();
+    return trials;
+  }
+
+  std::unique_ptr<hpo::v1::Coordinator::Stub> Stub() {
+    return hpo::v1::Coordinator::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  fs::path dir_;
+  std::string data_root_;
+  Process server_;
+  std::vector<Process> workers_;
+  int port_ = 0, server_starts_ = 0;
+  std::string address_;
+};
+
+int CountState(const json& trials, const std::string& state) {
+  int n = 0;
+  for (const auto& t : trials) n += t["state"] == state;
+  return n;
+}
+
+TEST_F(EndToEndTest, TwoWorkersFinishAStudyWithPruningAndTheBestTrialAgreesWithTrials) {
+  StartServer();
+  StartWorker("w1");
+  StartWorker("w2");
+  const int64_t study = Create(SmallSpec(8));
+  CommandResult watch = Ctl({"watch", std::to_string(study)}, seconds(400));
+  ASSERT_EQ(watch.exit_code, 0) << watch.err;
+  EXPECT_NE(watch.out.find("epoch 1: val_accuracy"), std::string::npos) << watch.out;
+  EXPECT_NE(watch.out.find("is COMPLETED"), std::string::npos) << watch.out;
+
+  json trials = TrialsJson(study);
+  ASSERT_EQ(trials.size(), 8u);
+  EXPECT_EQ(CountState(trials, "COMPLETED") + CountState(trials, "PRUNED"), 8);
+  EXPECT_GE(CountState(trials, "PRUNED"), 1) << trials.dump(1);
+  EXPECT_GE(CountState(trials, "COMPLETED"), 2);
+  std::set<std::string> workers;
+  double best_value = -1;
+  int best_number = -1;
+  for (const auto& t : trials) {
+    workers.insert(t["worker"].get<std::string>());
+    const auto& values = t["values"];
+    ASSERT_FALSE(values.empty());
+    double max_value = *std::max_element(values.begin(), values.end());
+    EXPECT_DOUBLE_EQ(t["value"].get<double>(), max_value);  // the trial's value is its best epoch
+    EXPECT_GE(t["params"]["learning_rate"].get<double>(), 0.00001);
+    EXPECT_LE(t["params"]["learning_rate"].get<double>(), 0.3);
+    EXPECT_EQ(t["params"]["filters"].get<int>() % 4, 0);
+    if (t["state"] == "PRUNED") {
+      EXPECT_NE(t["reason"].get<std::string>().find("median rule"), std::string::npos);
+      EXPECT_FALSE(t["final_metrics"].contains("test_accuracy"));
+    } else {
+      EXPECT_EQ(values.size(), 2u);
+      const double test = t["final_metrics"]["test_accuracy"].get<double>();
+      EXPECT_GT(test, 0.0);
+      EXPECT_LE(test, 1.0);
+      for (const auto& m : t["measurements"]) {
+        for (const char* k : {"val_loss", "train_accuracy", "train_loss", "epoch_seconds"}) {
+          EXPECT_TRUE(m["metrics"].contains(k)) << k;
+        }
+      }
+      if (max_value > best_value) {
+        best_value = max_value;
+        best_number = t["trial"].get<int>();
+      }
+    }
+  }
+  EXPECT_EQ(workers, (std::set<std::string>{"w1", "w2"}));  // both workers ran trials
+  EXPECT_GT(best_value, 0.5);  // a 2-epoch CNN on 1,000 images is far above chance (0.1)
+
+  CommandResult best = Ctl({"--json", "best", std::to_string(study)});
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  json b = json::parse(best.out);
+  EXPECT_EQ(b["trial"].get<int>(), best_number);
+  EXPECT_EQ(b["state"], "COMPLETED");
+  EXPECT_DOUBLE_EQ(b["value"].get<double>(), best_value);
+  EXPECT_EQ(b["params"], trials[best_number]["params"]);
+
+  json show = ShowJson(study);
+  EXPECT_EQ(show["state"], "COMPLETED");
+  EXPECT_EQ(show["best_trial"].get<int>(), best_number);
+  CommandResult list = Ctl({"list"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_NE(list.out.find("e2e"), std::string::npos);
+  CommandResult human = Ctl({"trials", std::to_string(study)});
+  EXPECT_NE(human.out.find("median rule"), std::string::npos) << human.out;
+}
+
+TEST_F(EndToEndTest, BadInputIsRefusedWithAClearStatusAndTheServerKeepsServing) {
+  StartServer();
+  struct Case {
+    std::string text;
+    std::string message;
+  };
+  auto with = [](const char* key, const json& value) {
+    json s = SmallSpec(2);
+    s[key] = value;
+    return s.dump();
+  };
+  auto param = [](const json& p) {
+    json s = SmallSpec(2);
+    s["parameters"].push_back(p);
+    return s.dump();
+  };
+  const std::vector<Case> cases = {
+      {"{\n  \"name\": \"x\",\n  \"task\": {\n}", "line 4, column"},
+      {param({{"name", "dropout"}, {"type", "real"}, {"low", 0}, {"high", 1}}), "unknown type \"real\""},
+      {param({{"name", "dropout"}, {"type", "float"}, {"low", 0.4}, {"high", 0.1}}), "must be below high"},
+      {param({{"name", "weight_decay"}, {"type", "float"}, {"low", 0}, {"high", 0.1}, {"log", true}}),
+       "needs low > 0"},
+      {param({{"name", "kernel_size"}, {"type", "categorical"}, {"choices", json::array()}}), "must not be empty"},
+      {param({{"name", "kernel_size"}, {"type", "categorical"}, {"choices", {3, 3}}}), "appears twice"},
+      {param({{"name", "filters"}, {"type", "int"}, {"low", 4}, {"high", 8}}), "duplicate parameter name"},
+      {param({{"name", "dense_units"}, {"type", "int"}, {"low", 10}, {"high", 100}, {"step", 7}}),
+       "does not fit the range"},
+      {param({{"name", "momentum_decay"}, {"type", "float"}, {"low", 0}, {"high", 1}}),
+       "not a parameter of the cnn task"},
+      {with("sampler", {{"type", "cmaes"}}), "sampler.type \"cmaes\" is unknown"},
+      {with("pruner", {{"type", "wilcoxon"}}), "pruner.type \"wilcoxon\" is unknown"},
+      {with("max_trials", 0), "max_trials must be between 1"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string path = (dir_ / ("bad" + std::to_string(i) + ".json")).string();
+    std::ofstream(path) << cases[i].text;
+    CommandResult r = Ctl({"create", path});
+    EXPECT_EQ(r.exit_code, 1) << cases[i].message;
+    EXPECT_NE(r.err.find("INVALID_ARGUMENT"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(cases[i].message), std::string::npos) << "expected \"" << cases[i].message
+                                                               << "\" in: " << r.err;
+    EXPECT_EQ(r.err.find("terminate"), std::string::npos) << r.err;
+  }
+  CommandResult list = Ctl({"list"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_NE(list.out.find("no studies yet"), std::string::npos) << "a refused spec must not be stored";
+
+  CommandResult missing = Ctl({"show", "77"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("NOT_FOUND: no study with id 77"), std::string::npos) << missing.err;
+  CommandResult usage = Ctl({"show", "abc"});
+  EXPECT_EQ(usage.exit_code, 2) << usage.err;
+  CommandResult none = Ctl({"create", (dir_ / "absent.json").string()});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("cannot read the spec file"), std::string::npos) << none.err;
+
+  // Measurements from a client acting as a worker, over the real stream.
+  const int64_t study = Create(SmallSpec(2));
+  auto stub = Stub();
+  auto report = [&](int64_t trial, int step, double value) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    auto stream = stub->ReportProgress(&ctx);
+    hpo::v1::ProgressReport r;
+    r.set_trial_id(trial);
+    r.mutable_measurement()->set_step(step);
+    r.mutable_measurement()->set_value(value);
+    hpo::v1::ProgressDecision d;
+    if (stream->Write(r)) stream->Read(&d);
+    stream->WritesDone();
+    return stream->Finish();
+  };
+  grpc::Status s = report(12345, 1, 0.5);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("no trial with id 12345"), std::string::npos);
+
+  hpo::v1::AskTrialRequest ask;
+  ask.set_worker_id("fake-worker");
+  ask.add_task_types("cnn");
+  hpo::v1::AskTrialResponse assigned;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->AskTrial(&ctx, ask, &assigned).ok());
+  }
+  ASSERT_TRUE(assigned.assigned());
+  EXPECT_EQ(assigned.trial().study_id(), study);
+  const int64_t trial = assigned.trial().id();
+  s = report(trial, 1, std::nan(""));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("must be finite"), std::string::npos) << s.error_message();
+  s = report(trial, 1, INFINITY);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(report(trial, 2, 0.4).ok());
+  s = report(trial, 1, 0.5);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("steps must increase"), std::string::npos) << s.error_message();
+  {
+    grpc::ClientContext ctx;
+    hpo::v1::CompleteTrialRequest req;
+    req.set_trial_id(trial);
+    hpo::v1::CompleteTrialResponse resp;
+    ASSERT_TRUE(stub->CompleteTrial(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.trial().value(), 0.4);
+  }
+  s = report(trial, 3, 0.5);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("is COMPLETED"), std::string::npos) << s.error_message();
+  json trials = TrialsJson(study);
+  ASSERT_EQ(trials[0]["values"], json::array({0.4}));  // nothing refused was stored
+
+  // An unreachable coordinator: a message, not a stack trace.
+  CommandResult down = hpo::testing::Run({HPO_CTL_BIN, "--coordinator=127.0.0.1:1", "list"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.err.find("cannot reach the coordinator at 127.0.0.1:1"), std::string::npos) << down.err;
+  EXPECT_TRUE(server_.Running());
+}
+
+TEST_F(EndToEndTest, AKilledWorkersTrialLeavesRunningWithin30SecondsAndIsRetried) {
+  StartServer();  // default lease: 30 s
+  Process& doomed = StartWorker("doomed");
+  json spec = SmallSpec(3, 3, 2000);
+  spec["pruner"] = {{"type", "none"}};
+  const int64_t study = Create(spec);
+  json trials = WaitForTrials(
+      study, [](const json& ts) { return !ts.empty() && ts[0]["state"] == "RUNNING" && !ts[0]["values"].empty(); },
+      seconds(120), "trial 0 to report an epoch");
+  doomed.Signal(SIGKILL);
+  ASSERT_EQ(doomed.Wait(seconds(5)), 128 + SIGKILL);
+  const auto killed_at = std::chrono::steady_clock::now();
+  trials = WaitForTrials(study, [](const json& ts) { return ts[0]["state"] == "FAILED"; }, seconds(45),
+                         "the dead worker's trial to fail");
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  EXPECT_LE(waited, 30.0 + 3.0);  // lease 30 s; the reaper runs every second; polling every 0.25 s
+  EXPECT_NE(trials[0]["reason"].get<std::string>().find("lease lost: worker doomed"), std::string::npos)
+      << trials[0]["reason"];
+  EXPECT_TRUE(trials[0]["retried"].get<bool>());
+
+  StartWorker("rescuer");
+  CommandResult watch = Ctl({"watch", std::to_string(study)}, seconds(300));
+  ASSERT_EQ(watch.exit_code, 0) << watch.err;
+  trials = TrialsJson(study);
+  ASSERT_EQ(trials.size(), 4u);  // 3 trials + the retry of trial 0
+  int retries = 0;
+  for (const auto& t : trials) {
+    if (t["retry_of"].is_null()) continue;
+    ++retries;
+    EXPECT_EQ(t["retry_of"].get<int>(), 0);
+    EXPECT_EQ(t["params"], trials[0]["params"]);  // the same configuration, run again
+    EXPECT_EQ(t["state"], "COMPLETED");
+    EXPECT_EQ(t["worker"], "rescuer");
+  }
+  EXPECT_EQ(retries, 1);
+  EXPECT_EQ(CountState(trials, "COMPLETED"), 3);
+  EXPECT_EQ(CountState(trials, "RUNNING"), 0);
+}
+
+TEST_F(EndToEndTest, ARestartedServerLosesNothingAcknowledgedAndTheStudyFinishes) {
+  StartServer();
+  StartWorker("w1");
+  StartWorker("w2");
+  json spec = SmallSpec(6, 3, 1500);
+  spec["pruner"] = {{"type", "none"}};
+  const int64_t study = Create(spec);
+  json before = WaitForTrials(
+      study,
+      [](const json& ts) {
+        int n = 0;
+        for (const auto& t : ts) n += static_cast<int>(t["values"].size());
+        return n >= 3;
+      },
+      seconds(180), "three measurements");
+  server_.Signal(SIGKILL);
+  ASSERT_EQ(server_.Wait(seconds(5)), 128 + SIGKILL);
+  // What the dead server had acknowledged: read from its database only by the restarted server.
+  std::this_thread::sleep_for(seconds(2));  // workers notice and retry meanwhile
+  StartServer(port_);
+  CommandResult watch = Ctl({"watch", std::to_string(study)}, seconds(400));
+  ASSERT_EQ(watch.exit_code, 0) << watch.err;
+  json after = TrialsJson(study);
+  for (const auto& t : before) {
+    const auto& later = after[t["trial"].get<int>()];
+    EXPECT_EQ(later["params"], t["params"]);
+    ASSERT_GE(later["measurements"].size(), t["measurements"].size());
+    for (size_t k = 0; k < t["measurements"].size(); ++k) {
+      EXPECT_EQ(later["measurements"][k]["step"], t["measurements"][k]["step"]);
+      EXPECT_EQ(later["measurements"][k]["value"], t["measurements"][k]["value"]);
+    }
+  }
+  int used = 0;
+  for (const auto& t : after) used += t["retried"].get<bool>() ? 0 : 1;
+  EXPECT_EQ(used, 6);
+  EXPECT_EQ(CountState(after, "RUNNING"), 0);
+  EXPECT_GE(CountState(after, "COMPLETED"), 5);
+  EXPECT_EQ(ShowJson(study)["state"], "COMPLETED");
+}
+
+TEST_F(EndToEndTest, ACorruptDataSetFailsTheTrialAndTheWorkerGoesOn) {
+  data_root_ = (dir_ / "data").string();
+  fs::create_directories(dir_ / "data" / "broken");
+  fs::create_directory_symlink(kFashionMnist, dir_ / "data" / "fashion-mnist");
+  fs::copy_file(std::string(kFashionMnist) + "/train-labels-idx1-ubyte.gz",
+                dir_ / "data/broken/train-labels-idx1-ubyte.gz");
+  std::ofstream(dir_ / "data/broken/train-images-idx3-ubyte") << "this is not an IDX file";
+  StartServer();
+  Process& worker = StartWorker("w1");
+  json spec = SmallSpec(2);
+  spec["task"]["dataset"] = "broken";
+  const int64_t broken = Create(spec);
+  ASSERT_EQ(Ctl({"watch", std::to_string(broken)}, seconds(120)).exit_code, 0);
+  json trials = TrialsJson(broken);
+  ASSERT_EQ(trials.size(), 2u);
+  for (const auto& t : trials) {
+    EXPECT_EQ(t["state"], "FAILED");
+    EXPECT_NE(t["reason"].get<std::string>().find("not an IDX image file"), std::string::npos) << t["reason"];
+  }
+  EXPECT_TRUE(worker.Running());
+  const int64_t good = Create(SmallSpec(1));
+  ASSERT_EQ(Ctl({"watch", std::to_string(good)}, seconds(120)).exit_code, 0);
+  EXPECT_EQ(TrialsJson(good)[0]["state"], "COMPLETED");
+  CommandResult best = Ctl({"best", std::to_string(broken)});
+  EXPECT_EQ(best.exit_code, 1);
+  EXPECT_NE(best.err.find("no completed trial"), std::string::npos) << best.err;
+}
+
+TEST_F(EndToEndTest, SigtermHandsTheTrialBackAndStopEndsTheStudy) {
+  StartServer();
+  Process& worker = StartWorker("w1");
+  json spec = SmallSpec(2, 30, 2000);
+  const int64_t study = Create(spec);
+  WaitForTrials(study, [](const json& ts) { return !ts.empty() && !ts[0]["values"].empty(); }, seconds(120),
+                "an epoch");
+  worker.Signal(SIGTERM);
+  EXPECT_EQ(worker.Wait(seconds(20)), 0) << "the worker exits cleanly on SIGTERM";
+  json trials = TrialsJson(study);
+  ASSERT_EQ(trials.size(), 2u);
+  EXPECT_EQ(trials[0]["state"], "FAILED");
+  EXPECT_NE(trials[0]["reason"].get<std::string>().find("shut down"), std::string::npos) << trials[0]["reason"];
+  EXPECT_EQ(trials[1]["state"], "WAITING");
+  EXPECT_EQ(trials[1]["retry_of"], 0);
+
+  CommandResult stop = Ctl({"stop", std::to_string(study)});
+  ASSERT_EQ(stop.exit_code, 0) << stop.err;
+  EXPECT_NE(stop.out.find("STOPPED"), std::string::npos) << stop.out;
+  trials = TrialsJson(study);
+  EXPECT_EQ(trials[1]["state"], "FAILED");
+  EXPECT_EQ(CountState(trials, "RUNNING") + CountState(trials, "WAITING"), 0);
+  EXPECT_EQ(Ctl({"watch", std::to_string(study)}, seconds(10)).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace hpo

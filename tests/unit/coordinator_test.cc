@@ -1,0 +1,218 @@
+#include "server/core/coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "server/storage/sqlite_storage.h"
+#include "tests/testing/status_matchers.h"
+
+namespace hpo::server {
+namespace {
+
+using ::hpo::testing::IsOk;
+using ::hpo::testing::StatusIs;
+
+class FakeClock final : public Clock {
+ public:
+  absl::Time Now() const override { return now_; }
+  void Advance(absl::Duration d) { now_ += d; }
+
+ private:
+  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+};
+
+constexpr char kSpec[] = R"({
+  "name": "unit", "task": {"type": "cnn", "dataset": "d", "max_epochs": 3},
+  "parameters": [{"name": "learning_rate", "type": "float", "low": 0.001, "high": 0.1, "log": true}],
+  "sampler": {"type": "random", "seed": 7},
+  "pruner": {"type": "median", "startup_trials": 1},
+  "max_trials": 3})";
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = std::filesystem::temp_directory_path() /
+          ("hpo_coord_" + std::to_string(::getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db");
+    Cleanup();
+    Reopen();
+  }
+  void TearDown() override {
+    c_.reset();
+    Cleanup();
+  }
+  void Cleanup() {
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db_.string() + suffix);
+  }
+  void Reopen() {
+    c_.reset();
+    auto storage = OpenSqliteStorage(db_.string());
+    ASSERT_THAT(storage, IsOk());
+    auto c = Coordinator::Open(std::move(*storage), &clock_, CoordinatorOptions{});
+    ASSERT_THAT(c, IsOk());
+    c_ = std::move(*c);
+  }
+  Assignment Ask(const std::string& worker = "w1") {
+    auto a = c_->AskTrial(worker, {"cnn"}, 0);
+    EXPECT_THAT(a, IsOk());
+    EXPECT_TRUE(a->has_value());
+    return **a;
+  }
+  absl::StatusOr<Decision> Report(int64_t id, int step, double value) {
+    return c_->Report(id, Measurement{step, value, {{"val_loss", 0.5}}, {}});
+  }
+
+  FakeClock clock_;
+  std::filesystem::path db_;
+  std::unique_ptr<Coordinator> c_;
+};
+
+TEST_F(CoordinatorTest, RunsAStudyToMaxTrialsAndKeepsTheBest) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  EXPECT_EQ(a.trial.number, 0);
+  EXPECT_EQ(a.task.max_epochs, 3);
+  EXPECT_EQ(a.trial.state, TrialState::kRunning);
+  ASSERT_THAT(Report(a.trial.id, 1, 0.6), IsOk());
+  ASSERT_THAT(Report(a.trial.id, 2, 0.8), IsOk());
+  ASSERT_THAT(Report(a.trial.id, 3, 0.7), IsOk());
+  auto done = c_->CompleteTrial(a.trial.id, {{"test_accuracy", 0.78}});
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(*done->value, 0.8);  // best over the epochs, not the last
+  EXPECT_EQ(done->best_step, 2);
+
+  Assignment b = Ask();
+  ASSERT_THAT(Report(b.trial.id, 1, 0.9), IsOk());
+  ASSERT_THAT(c_->CompleteTrial(b.trial.id, {}), IsOk());
+  Assignment c = Ask();
+  auto d = Report(c.trial.id, 1, 0.1);  // below the median of completed trials at step 1
+  ASSERT_THAT(d, IsOk());
+  EXPECT_EQ(d->action, Action::kPrune);
+  EXPECT_FALSE(c_->AskTrial("w1", {"cnn"}, 0)->has_value());  // max_trials reached
+
+  auto study = c_->GetStudy(1);
+  ASSERT_THAT(study, IsOk());
+  EXPECT_EQ(study->state, StudyState::kCompleted);
+  EXPECT_EQ(study->trials[2].state, TrialState::kPruned);
+  EXPECT_EQ(study->trials[2].measurements.size(), 1u);  // a pruned trial keeps its measurements
+  auto best = c_->BestTrial(1);
+  ASSERT_THAT(best, IsOk());
+  EXPECT_EQ(best->number, 1);
+  EXPECT_EQ(*best->value, 0.9);
+}
+
+TEST_F(CoordinatorTest, RefusesBadReportsWithClearStatuses) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  EXPECT_THAT(Report(999, 1, 0.5), StatusIs(absl::StatusCode::kNotFound, "no trial with id 999"));
+  EXPECT_THAT(Report(a.trial.id, 1, std::nan("")), StatusIs(absl::StatusCode::kInvalidArgument, "finite"));
+  EXPECT_THAT(Report(a.trial.id, 1, INFINITY), StatusIs(absl::StatusCode::kInvalidArgument, "finite"));
+  ASSERT_THAT(Report(a.trial.id, 2, 0.5), IsOk());
+  EXPECT_THAT(Report(a.trial.id, 1, 0.6), StatusIs(absl::StatusCode::kInvalidArgument, "steps must increase"));
+  EXPECT_THAT(Report(a.trial.id, 2, 0.6), StatusIs(absl::StatusCode::kInvalidArgument, "steps must increase"));
+  EXPECT_THAT(Report(a.trial.id, 2, 0.5), IsOk());  // a resend of the last report is answered again
+  ASSERT_THAT(c_->CompleteTrial(a.trial.id, {}), IsOk());
+  EXPECT_THAT(Report(a.trial.id, 3, 0.7), StatusIs(absl::StatusCode::kFailedPrecondition, "is COMPLETED"));
+  EXPECT_EQ(c_->GetStudy(1)->trials[0].measurements.size(), 1u);  // nothing refused was stored
+  EXPECT_THAT(c_->CompleteTrial(a.trial.id, {{"test_accuracy", NAN}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "finite"));
+  Assignment b = Ask();
+  EXPECT_THAT(c_->CompleteTrial(b.trial.id, {}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "report at least one step"));
+  EXPECT_THAT(c_->AskTrial("w1", {"cnn"}, 42), StatusIs(absl::StatusCode::kNotFound, "no study with id 42"));
+  EXPECT_THAT(c_->AskTrial("w1", {"external"}, 1), StatusIs(absl::StatusCode::kFailedPrecondition, "cannot run"));
+  EXPECT_FALSE(c_->AskTrial("w1", {"external"}, 0)->has_value());  // trials only go to workers that can run them
+}
+
+TEST_F(CoordinatorTest, AWorkerThatGoesSilentLosesItsTrialWhichIsRetriedOnce) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask("dead-worker");
+  ASSERT_THAT(Report(a.trial.id, 1, 0.5), IsOk());
+  clock_.Advance(absl::Seconds(20));
+  EXPECT_EQ(c_->ReapExpiredLeases(), 0);
+  EXPECT_TRUE(c_->Heartbeat(a.trial.id, "dead-worker")->keep_running);  // renews to t+50s
+  clock_.Advance(absl::Seconds(29));
+  EXPECT_EQ(c_->ReapExpiredLeases(), 0);
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(c_->ReapExpiredLeases(), 1);
+
+  Study s = *c_->GetStudy(1);
+  ASSERT_EQ(s.trials.size(), 2u);
+  EXPECT_EQ(s.trials[0].state, TrialState::kFailed);
+  EXPECT_NE(s.trials[0].reason.find("lease lost: worker dead-worker"), std::string::npos);
+  EXPECT_TRUE(s.trials[0].retried);
+  EXPECT_EQ(s.trials[1].state, TrialState::kWaiting);
+  EXPECT_EQ(s.trials[1].retry_of, 0);
+  EXPECT_EQ(s.trials[1].params, s.trials[0].params);
+  // Late reports from the lost worker are refused, and it is told to stop.
+  EXPECT_THAT(Report(a.trial.id, 2, 0.6), StatusIs(absl::StatusCode::kFailedPrecondition, "lease lost"));
+  EXPECT_FALSE(c_->Heartbeat(a.trial.id, "dead-worker")->keep_running);
+
+  Assignment retry = Ask("w2");
+  EXPECT_EQ(retry.trial.number, 1);
+  EXPECT_EQ(retry.trial.retry_of, 0);
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_EQ(c_->ReapExpiredLeases(), 1);  // the retry fails too: no third attempt
+  s = *c_->GetStudy(1);
+  EXPECT_EQ(s.trials.size(), 2u);
+  EXPECT_FALSE(s.trials[1].retried);
+  // The failed original does not use a slot: 2 more trials reach max_trials = 3.
+  for (int i = 0; i < 2; ++i) {
+    Assignment t = Ask("w2");
+    ASSERT_THAT(Report(t.trial.id, 1, 0.9), IsOk());
+    ASSERT_THAT(c_->CompleteTrial(t.trial.id, {}), IsOk());
+  }
+  EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
+}
+
+TEST_F(CoordinatorTest, ARestartLosesNothingAcknowledgedAndRunningTrialsGoOn) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  ASSERT_THAT(Report(a.trial.id, 1, 0.5), IsOk());
+  Assignment b = Ask();
+  ASSERT_THAT(Report(b.trial.id, 1, 0.4), IsOk());
+  ASSERT_THAT(c_->CompleteTrial(b.trial.id, {{"test_accuracy", 0.41}}), IsOk());
+  Reopen();
+  clock_.Advance(absl::Seconds(25));  // the restart gave running trials a fresh lease
+  EXPECT_EQ(c_->ReapExpiredLeases(), 0);
+  ASSERT_THAT(Report(a.trial.id, 2, 0.7), IsOk());
+  ASSERT_THAT(c_->CompleteTrial(a.trial.id, {}), IsOk());
+  Study s = *c_->GetStudy(1);
+  EXPECT_EQ(s.trials[1].final_metrics.at("test_accuracy"), 0.41);
+  EXPECT_EQ(s.trials[0].measurements.size(), 2u);
+  // Same seed, same trial number: the third trial's parameters do not depend on the restart.
+  Assignment c = Ask();
+  EXPECT_EQ(c.trial.number, 2);
+  Study before = s;
+  ASSERT_THAT(Report(c.trial.id, 1, 0.9), IsOk());
+  ASSERT_THAT(c_->CompleteTrial(c.trial.id, {}), IsOk());
+  Reopen();
+  EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
+  EXPECT_EQ(c_->BestTrial(1)->number, 2);
+}
+
+TEST_F(CoordinatorTest, StoppingAStudyFailsRunningTrialsAndHandsOutNoMore) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  auto stopped = c_->StopStudy(1);
+  ASSERT_THAT(stopped, IsOk());
+  EXPECT_EQ(stopped->state, StudyState::kStopped);
+  EXPECT_EQ(stopped->trials[0].state, TrialState::kFailed);
+  EXPECT_FALSE(c_->Heartbeat(a.trial.id, "w1")->keep_running);
+  EXPECT_FALSE(c_->AskTrial("w1", {"cnn"}, 0)->has_value());
+  EXPECT_THAT(c_->StopStudy(5), StatusIs(absl::StatusCode::kNotFound, "no study with id 5"));
+}
+
+TEST_F(CoordinatorTest, SameSeedGivesTheSameTrialsInAnotherStudy) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  auto a = c_->AskTrial("w", {"cnn"}, 1);
+  auto b = c_->AskTrial("w", {"cnn"}, 2);
+  ASSERT_TRUE(a.ok() && b.ok() && a->has_value() && b->has_value());
+  EXPECT_EQ((*a)->trial.params, (*b)->trial.params);
+}
+
+}  // namespace
+}  // namespace hpo::server
