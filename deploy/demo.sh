@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The demo: installs, builds, starts hpo-server and two hpo-workers on this machine, runs
+# examples/fmnist-quick.json on Fashion-MNIST, shows progress live, prints the trials and the best one.
+# Everything it started is stopped when it ends or is interrupted.
+#   deploy/demo.sh [SPEC]     (default examples/fmnist-quick.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SPEC=${1:-examples/fmnist-quick.json}
+
+bash deploy/install-deps.sh
+bash deploy/build.sh
+
+RUN=$(mktemp -d /tmp/hpo-demo.XXXXXX)
+PIDS=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "demo: stopped hpo-server and workers; logs and database in $RUN"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+CORES=$(nproc)
+THREADS=$(( CORES / 2 > 0 ? CORES / 2 : 1 ))
+build/server/hpo-server --listen=127.0.0.1:0 --port_file="$RUN/port" --db="$RUN/hpo.db" >"$RUN/server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$RUN/port" ] && break; sleep 0.1; done
+[ -s "$RUN/port" ] || { echo "demo: hpo-server did not start; see $RUN/server.log" >&2; cat "$RUN/server.log" >&2; exit 1; }
+ADDR="127.0.0.1:$(cat "$RUN/port")"
+echo "demo: hpo-server on $ADDR (database $RUN/hpo.db)"
+for i in 1 2; do
+  build/worker/hpo-worker --coordinator="$ADDR" --threads="$THREADS" --worker_id="worker-$i" \
+    --data_root=/usr/share/datasets >"$RUN/worker-$i.log" 2>&1 &
+  PIDS+=($!)
+done
+echo "demo: 2 workers with $THREADS LibTorch thread(s) each"
+
+CTL="build/client/hpoctl --coordinator=$ADDR"
+START=$(date +%s)
+STUDY=$($CTL create "$SPEC" | tail -n 1)
+echo "demo: created study $STUDY from $SPEC; watching (Ctrl-C stops everything)"
+$CTL watch "$STUDY"
+END=$(date +%s)
+echo
+$CTL trials "$STUDY"
+echo
+$CTL best "$STUDY"
+echo "demo: wall time $(( END - START )) s"
