@@ -300,6 +300,29 @@ absl::Status Best(Context& ctx, const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+absl::Status Enqueue(Context& ctx, const std::vector<std::string>& args) {
+  if (args.size() != 2) return absl::InvalidArgumentError("usage: hpoctl enqueue STUDY FILE (a JSON object of parameters)");
+  auto id = ParseStudyId({args[0]}, "enqueue");
+  if (!id.ok()) return id.status();
+  std::ifstream in(args[1]);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the parameter file ", args[1]));
+  std::stringstream text;
+  text << in.rdbuf();
+  hpo::v1::EnqueueTrialRequest req;
+  req.set_study_id(*id);
+  req.set_params_json(text.str());
+  hpo::v1::EnqueueTrialResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->EnqueueTrial(c, req, &resp); });
+  if (!s.ok()) return s;
+  if (ctx.json) {
+    std::cout << TrialJson(resp.trial()).dump(2) << "\n";
+  } else {
+    std::cout << "queued trial " << resp.trial().number() << " of study " << *id << ": " << ParamsText(resp.trial())
+              << "\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Stop(Context& ctx, const std::vector<std::string>& args) {
   auto id = ParseStudyId(args, "stop");
   if (!id.ok()) return id.status();
@@ -419,9 +442,10 @@ absl::Status RunCommand(Context& ctx, const std::string& command, const std::vec
   if (command == "best") return Best(ctx, args);
   if (command == "watch") return Watch(ctx, args);
   if (command == "stop") return Stop(ctx, args);
+  if (command == "enqueue") return Enqueue(ctx, args);
   return absl::InvalidArgumentError(absl::StrCat(
-      "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop "
-      "(hpoctl --help)"));
+      "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop, "
+      "enqueue (hpoctl --help)"));
 }
 
 }  // namespace hpo::client

@@ -26,6 +26,8 @@ Commands:
   best STUDY      the best completed trial
   watch STUDY     follow a study live; returns (exit 0) when it is finished
   stop STUDY      stop a study: no new trials, running ones are failed
+  enqueue STUDY FILE
+                  queue a trial with the parameters in FILE (a JSON object), handed out first
 
 Exit status: 0 ok, 1 the coordinator refused or could not be reached, 2 bad usage.)";
 }  // namespace

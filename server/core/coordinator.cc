@@ -142,8 +142,84 @@ absl::StatusOr<Trial> Coordinator::BestTrial(int64_t study_id) const {
   return *best;
 }
 
+absl::Status Coordinator::FillParams(Entry& e, Trial& t) {
+  bool complete = true;
+  for (const ParamSpec& p : e.spec.params) {
+    if (IsActive(p, t.params) && !t.params.count(p.name)) complete = false;
+  }
+  if (complete) return absl::OkStatus();
+  auto sampled = e.sampler->Sample(e.study, t.number, TrialSeed(e.study.seed, t.number));
+  if (!sampled.ok() && sampled.status().code() != absl::StatusCode::kOutOfRange) return sampled.status();
+  for (const ParamSpec& p : e.spec.params) {
+    if (!IsActive(p, t.params) || t.params.count(p.name)) continue;
+    auto it = sampled.ok() ? sampled->find(p.name) : ParamMap::const_iterator();
+    if (sampled.ok() && it != sampled->end()) {
+      t.params[p.name] = it->second;
+    } else {
+      t.params[p.name] = FromUnit(p, UnitFromBits(ParamSeed(TrialSeed(e.study.seed, t.number), p.name)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Trial> Coordinator::EnqueueTrial(int64_t study_id, const std::string& params_json) {
+  nlohmann::json j = nlohmann::json::parse(params_json, nullptr, false);
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError("the parameters must be a JSON object from parameter name to value");
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = studies_.find(study_id);
+  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  Entry& e = it->second;
+  if (e.study.state != StudyState::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " is ", StateName(e.study.state),
+                                                      ": it takes no more trials"));
+  }
+  if (UsedSlots(e.study) >= e.spec.max_trials) {
+    return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " already has its ", e.spec.max_trials,
+                                                      " trials (max_trials)"));
+  }
+  ParamMap params;
+  for (const ParamSpec& p : e.spec.params) {
+    if (!j.contains(p.name)) continue;
+    const nlohmann::json& v = j.at(p.name);
+    ParamValue value;
+    if (p.type == ParamType::kFloat && v.is_number()) value = v.get<double>();
+    else if (p.type == ParamType::kInt && v.is_number_integer()) value = v.get<int64_t>();
+    else if (v.is_string()) value = v.get<std::string>();
+    else if (v.is_boolean()) value = v.get<bool>();
+    else if (v.is_number_integer()) value = v.get<int64_t>();
+    else if (v.is_number()) value = v.get<double>();
+    if (!Contains(p, value) || v.is_null() || v.is_object() || v.is_array()) {
+      return absl::InvalidArgumentError(absl::StrCat("parameter \"", p.name, "\": ", v.dump(),
+                                                     " is not one of its values"));
+    }
+    if (!IsActive(p, params)) {
+      return absl::InvalidArgumentError(absl::StrCat("parameter \"", p.name, "\" is inactive unless \"",
+                                                     p.parent, "\" takes one of its condition values"));
+    }
+    params[p.name] = value;
+  }
+  for (const auto& [name, v] : j.items()) {
+    if (!params.count(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" is not a parameter of study ", study_id));
+    }
+  }
+  Trial t;
+  t.study_id = study_id;
+  t.number = static_cast<int>(e.study.trials.size());
+  t.params = std::move(params);
+  t.state = TrialState::kWaiting;
+  t.created = clock_->Now();
+  ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
+  trial_index_[t.id] = {study_id, t.number};
+  e.study.trials.push_back(t);
+  return t;
+}
+
 absl::Status Coordinator::StartTrial(Entry& e, Trial& t, const std::string& worker) {
   Trial updated = t;
+  RETURN_IF_ERROR(FillParams(e, updated));
   updated.state = TrialState::kRunning;
   updated.worker = worker;
   updated.started = clock_->Now();
@@ -178,11 +254,16 @@ absl::StatusOr<std::optional<Assignment>> Coordinator::AskTrial(
     }
     if (chosen != nullptr) {
       RETURN_IF_ERROR(StartTrial(e, *chosen, worker_id));
-    } else if (UsedSlots(e.study) < e.spec.max_trials) {
+    } else if (!e.exhausted && UsedSlots(e.study) < e.spec.max_trials) {
       Trial t;
       t.study_id = id;
       t.number = static_cast<int>(e.study.trials.size());
       auto params = e.sampler->Sample(e.study, t.number, TrialSeed(e.study.seed, t.number));
+      if (params.status().code() == absl::StatusCode::kOutOfRange) {
+        e.exhausted = true;  // e.g. every grid point has a trial: the study ends when they finish
+        RETURN_IF_ERROR(FinishIfDone(e));
+        continue;
+      }
       if (!params.ok()) {
         return absl::Status(params.status().code(),
                             absl::StrCat("sampler of study ", id, ": ", params.status().message()));
@@ -354,7 +435,7 @@ absl::Status Coordinator::Fail(Entry& e, Trial& t, const std::string& reason, bo
 
 absl::Status Coordinator::FinishIfDone(Entry& e) {
   if (e.study.state != StudyState::kRunning) return absl::OkStatus();
-  if (UsedSlots(e.study) < e.spec.max_trials) return absl::OkStatus();
+  if (!e.exhausted && UsedSlots(e.study) < e.spec.max_trials) return absl::OkStatus();
   for (const Trial& t : e.study.trials) {
     if (!IsFinished(t.state)) return absl::OkStatus();
   }

@@ -63,6 +63,12 @@ class Coordinator {
   [[nodiscard]] absl::StatusOr<Study> StopStudy(int64_t study_id);
   // kNotFound when the study is unknown or has no completed trial.
   [[nodiscard]] absl::StatusOr<Trial> BestTrial(int64_t study_id) const;
+  // Queues a trial with the given parameters (a JSON object name -> value; any
+  // active parameter left out is sampled when the trial is handed out). It is
+  // handed out before any sampled trial and uses one of max_trials.
+  // kInvalidArgument for an unknown, inactive or out-of-range parameter;
+  // kFailedPrecondition when the study is not running or has no trial left.
+  [[nodiscard]] absl::StatusOr<Trial> EnqueueTrial(int64_t study_id, const std::string& params_json);
 
   // The next trial for a worker that can run `task_types` (only of `study_id`
   // when non-zero), RUNNING under its lease; nullopt when there is none now.
@@ -93,6 +99,7 @@ class Coordinator {
     StudySpec spec;
     std::unique_ptr<Sampler> sampler;
     std::unique_ptr<Pruner> pruner;
+    bool exhausted = false;  // the sampler has nothing left (grid): no new trials
   };
 
   Coordinator(std::unique_ptr<Storage> storage, const Clock* clock, CoordinatorOptions options)
@@ -105,6 +112,8 @@ class Coordinator {
   absl::Status StartTrial(Entry& e, Trial& t, const std::string& worker)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status FinishIfDone(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Samples the active parameters `t` lacks (enqueued trials may be partial).
+  absl::Status FillParams(Entry& e, Trial& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static std::string NotRunningMessage(const Trial& t);
 
   mutable absl::Mutex mu_;

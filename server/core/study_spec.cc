@@ -1,5 +1,6 @@
 #include "server/core/study_spec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -100,8 +101,21 @@ absl::StatusOr<ParamSpec> ParseParam(const json& j, size_t index) {
     return Invalid(absl::StrCat(where, ": unknown type \"", type,
                                 "\"; expected float, int or categorical"));
   }
+  if (j.contains("condition")) {
+    const json& c = j.at("condition");
+    if (!c.is_object() || !c.contains("parent") || !c.at("parent").is_string() || !c.contains("values") ||
+        !c.at("values").is_array() || c.at("values").empty()) {
+      return Invalid(absl::StrCat(where, ": condition must be {\"parent\": NAME, \"values\": [...]}"));
+    }
+    RETURN_IF_ERROR(CheckKeys(c, where + ".condition", {"parent", "values"}));
+    p.parent = c.at("parent").get<std::string>();
+    for (const auto& v : c.at("values")) {
+      ASSIGN_OR_RETURN(ParamValue pv, ChoiceValue(v, where + ".condition"));
+      p.parent_values.push_back(std::move(pv));
+    }
+  }
   if (p.type == ParamType::kCategorical) {
-    RETURN_IF_ERROR(CheckKeys(j, where, {"name", "type", "choices"}));
+    RETURN_IF_ERROR(CheckKeys(j, where, {"name", "type", "choices", "condition"}));
     if (!j.contains("choices") || !j.at("choices").is_array()) {
       return Invalid(absl::StrCat(where, ": categorical parameters need a \"choices\" array"));
     }
@@ -110,7 +124,7 @@ absl::StatusOr<ParamSpec> ParseParam(const json& j, size_t index) {
       p.choices.push_back(std::move(v));
     }
   } else {
-    RETURN_IF_ERROR(CheckKeys(j, where, {"name", "type", "low", "high", "log", "step"}));
+    RETURN_IF_ERROR(CheckKeys(j, where, {"name", "type", "low", "high", "log", "step", "condition"}));
     ASSIGN_OR_RETURN(p.low, GetNumber(j, "low", where));
     ASSIGN_OR_RETURN(p.high, GetNumber(j, "high", where));
     if (j.contains("log")) {
@@ -138,6 +152,15 @@ absl::StatusOr<ParamSpec> ParseParam(const json& j, size_t index) {
 
 absl::Status ParseTask(const json& j, TaskSpec* task) {
   if (!j.is_object()) return Invalid(absl::StrCat("task must be an object, not ", TypeName(j)));
+  if (j.value("type", "") == "external") {
+    RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "max_steps"}));
+    task->type = "external";
+    ASSIGN_OR_RETURN(int64_t steps, GetInt(j, "max_steps", "task", 0));
+    if (steps < 0 || steps > 1'000'000) return Invalid("task.max_steps must be in [0, 1000000] (0: no limit)");
+    task->max_epochs = static_cast<int>(steps);
+    task->val_examples = 0;
+    return absl::OkStatus();
+  }
   RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "dataset", "train_examples", "val_examples",
                                         "test_examples", "max_epochs", "data_seed"}));
   ASSIGN_OR_RETURN(task->type, GetString(j, "type", "task"));
@@ -221,7 +244,8 @@ absl::StatusOr<StudySpec> ParseStudySpec(const std::string& json_text) {
     const json& o = j.at("objective");
     if (!o.is_object()) return Invalid("objective must be an object");
     RETURN_IF_ERROR(CheckKeys(o, "objective", {"metric", "direction"}));
-    ASSIGN_OR_RETURN(spec.metric, GetString(o, "metric", "objective", "val_accuracy"));
+    ASSIGN_OR_RETURN(spec.metric, GetString(o, "metric", "objective",
+                                            spec.task.type == "external" ? "value" : "val_accuracy"));
     ASSIGN_OR_RETURN(std::string dir, GetString(o, "direction", "objective",
                                                 spec.metric == "val_loss" ? "minimize" : "maximize"));
     if (dir == "maximize") {
@@ -231,6 +255,8 @@ absl::StatusOr<StudySpec> ParseStudySpec(const std::string& json_text) {
     } else {
       return Invalid(absl::StrCat("objective.direction \"", dir, "\" must be maximize or minimize"));
     }
+  } else if (spec.task.type == "external") {
+    spec.metric = "value";
   }
   RETURN_IF_ERROR(ValidateTaskMetric(spec.task.type, spec.metric));
 
@@ -243,6 +269,20 @@ absl::StatusOr<StudySpec> ParseStudySpec(const std::string& json_text) {
     ASSIGN_OR_RETURN(ParamSpec p, ParseParam(pj, index));
     if (!names.insert(p.name).second) {
       return Invalid(absl::StrCat("parameters[", index, "]: duplicate parameter name \"", p.name, "\""));
+    }
+    if (!p.parent.empty()) {
+      auto parent = std::find_if(spec.params.begin(), spec.params.end(),
+                                 [&](const ParamSpec& q) { return q.name == p.parent; });
+      if (parent == spec.params.end() || parent->type != ParamType::kCategorical) {
+        return Invalid(absl::StrCat("parameters[", index, "] (\"", p.name, "\"): condition.parent \"",
+                                    p.parent, "\" must be a categorical parameter defined before it"));
+      }
+      for (const ParamValue& v : p.parent_values) {
+        if (std::find(parent->choices.begin(), parent->choices.end(), v) == parent->choices.end()) {
+          return Invalid(absl::StrCat("parameters[", index, "] (\"", p.name, "\"): condition value ",
+                                      ToString(v), " is not a choice of \"", p.parent, "\""));
+        }
+      }
     }
     RETURN_IF_ERROR(ValidateTaskParam(spec.task.type, p));
     spec.params.push_back(std::move(p));

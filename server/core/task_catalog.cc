@@ -85,12 +85,16 @@ absl::Status CheckChoice(const TaskParam& tp, const ParamValue& v) {
 
 }  // namespace
 
-std::vector<std::string> TaskTypes() { return {"cnn"}; }
+std::vector<std::string> TaskTypes() { return {"cnn", "external"}; }
 
 absl::Status ValidateTaskMetric(const std::string& type, const std::string& metric) {
+  if (type == "external") {
+    if (metric.empty()) return absl::InvalidArgumentError("objective.metric must not be empty");
+    return absl::OkStatus();
+  }
   if (type != "cnn") {
     return absl::InvalidArgumentError(
-        absl::StrCat("task.type \"", type, "\" is unknown; supported: cnn"));
+        absl::StrCat("task.type \"", type, "\" is unknown; supported: cnn, external"));
   }
   if (metric != "val_accuracy" && metric != "val_loss") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -100,6 +104,7 @@ absl::Status ValidateTaskMetric(const std::string& type, const std::string& metr
 }
 
 absl::Status ValidateTaskParam(const std::string& type, const ParamSpec& p) {
+  if (type == "external") return absl::OkStatus();  // the client's objective defines its parameters
   const auto& params = CnnParams();
   auto it = std::find_if(params.begin(), params.end(),
                          [&](const TaskParam& tp) { return p.name == tp.name; });

@@ -35,6 +35,16 @@ const char* StateName(StudyState s) {
   return "UNKNOWN";
 }
 
+bool IsActive(const ParamSpec& p, const ParamMap& chosen) {
+  if (p.parent.empty()) return true;
+  auto it = chosen.find(p.parent);
+  if (it == chosen.end()) return false;
+  for (const ParamValue& v : p.parent_values) {
+    if (v == it->second) return true;
+  }
+  return false;
+}
+
 bool IsFinished(TrialState s) {
   return s == TrialState::kCompleted || s == TrialState::kPruned || s == TrialState::kFailed;
 }

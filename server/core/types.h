@@ -37,16 +37,23 @@ struct ParamSpec {
   bool log = false;                 // sample log-uniformly
   std::optional<double> step;       // grid spacing from low (float and int)
   std::vector<ParamValue> choices;  // categorical
+  // Conditional parameter: active only when the categorical `parent` (defined
+  // earlier in the space) takes one of `parent_values`. Empty parent: always active.
+  std::string parent;
+  std::vector<ParamValue> parent_values;
 };
+
+// Whether `p` is active given the values already chosen for the parameters before it.
+bool IsActive(const ParamSpec& p, const ParamMap& chosen);
 
 // The study's task: what workers train. Only "cnn" exists so far.
 struct TaskSpec {
-  std::string type = "cnn";
+  std::string type = "cnn";  // "cnn" (hpo-worker) or "external" (any client, e.g. the Python one)
   std::string dataset;
   int train_examples = 0;  // 0: all that remain after validation
   int val_examples = 10000;
   int test_examples = 0;   // 0: the whole t10k set
-  int max_epochs = 10;
+  int max_epochs = 10;     // steps per trial; for "external", 0 means no limit
   int64_t data_seed = 0;
 };
 

@@ -122,6 +122,14 @@ grpc::ServerUnaryReactor* CoordinatorService::GetBestTrial(grpc::CallbackServerC
   return Done(ctx, t.status());
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::EnqueueTrial(grpc::CallbackServerContext* ctx,
+                                                           const hpo::v1::EnqueueTrialRequest* req,
+                                                           hpo::v1::EnqueueTrialResponse* resp) {
+  auto t = c_->EnqueueTrial(req->study_id(), req->params_json());
+  if (t.ok()) ToProto(*t, resp->mutable_trial());
+  return Done(ctx, t.status());
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::AskTrial(grpc::CallbackServerContext* ctx,
                                                        const hpo::v1::AskTrialRequest* req,
                                                        hpo::v1::AskTrialResponse* resp) {

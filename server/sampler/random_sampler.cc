@@ -12,6 +12,7 @@ class RandomSampler final : public Sampler {
   absl::StatusOr<ParamMap> Sample(const Study& study, int number, uint64_t trial_seed) override {
     ParamMap out;
     for (const ParamSpec& p : study.spec.params) {
+      if (!IsActive(p, out)) continue;  // a conditional parameter whose parent took another value
       std::mt19937_64 rng(ParamSeed(trial_seed, p.name));
       out[p.name] = FromUnit(p, UnitFromBits(rng()));
     }

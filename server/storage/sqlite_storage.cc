@@ -300,11 +300,11 @@ class SqliteStorage final : public Storage {
       }
       Stmt s(db_,
              "UPDATE trials SET state=?, value=?, best_step=?, final_metrics_json=?, reason=?,"
-             " worker=?, retried=?, started_ms=?, finished_ms=? WHERE id=?");
+             " worker=?, retried=?, started_ms=?, finished_ms=?, params_json=? WHERE id=?");
       s.Bind(1, std::string(StateName(t.state))).BindDouble(2, t.value).Bind(3, t.best_step)
           .Bind(4, MetricsToJson(t.final_metrics).dump()).Bind(5, t.reason).Bind(6, t.worker)
           .Bind(7, t.retried ? 1 : 0).Bind(8, ToMs(t.started)).Bind(9, ToMs(t.finished))
-          .Bind(10, t.id);
+          .Bind(10, ParamsToJson(t.params).dump()).Bind(11, t.id);
       RETURN_IF_ERROR(s.Run());
       if (sqlite3_changes(db_) != 1) {
         return absl::NotFoundError(absl::StrCat("no stored trial with id ", t.id));

@@ -24,8 +24,8 @@ class Storage {
   [[nodiscard]] virtual absl::Status UpdateStudyState(int64_t study_id, StudyState state) = 0;
   // Stores a new trial with its parameters (id ignored); returns its id.
   [[nodiscard]] virtual absl::StatusOr<int64_t> CreateTrial(const Trial& trial) = 0;
-  // Stores the trial's mutable fields (state, value, best step, final metrics,
-  // reason, worker, retried, times) and, when `measurement` is not null, appends it.
+  // Stores the trial's mutable fields (state, parameters, value, best step, final
+  // metrics, reason, worker, retried, times) and, when `measurement` is not null, appends it.
   [[nodiscard]] virtual absl::Status UpdateTrial(const Trial& trial,
                                                  const Measurement* measurement) = 0;
   // Runs `body` so that all its writes commit together or not at all.
