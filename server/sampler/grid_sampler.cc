@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<Sampler>> NewGridSampler(const StudySpec& spec) {
   for (const ParamSpec& p : spec.params) {
     if (p.type == ParamType::kFloat && !p.step) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "the grid sampler needs a finite space, but \"", p.name,
+          "the grid sampler needs a finite space; it is not finite because \"", p.name,
           "\" is a continuous float: give it a step, or make it categorical"));
     }
     if (p.type != ParamType::kCategorical && p.log) {

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "server/sampler/sampler.h"
+
+namespace hpo::server {
+
+struct TpeOptions {
+  int n_startup_trials = 10;  // random trials before the model is used
+  int n_ei_candidates = 24;   // candidates drawn from l(x), ranked by l(x)/g(x)
+  double gamma = 0.1;         // good fraction: n_good = min(ceil(gamma * n), max_good)
+  int max_good = 25;
+  double prior_weight = 1.0;  // weight of the wide prior kernel in each estimator
+  bool multivariate = false;  // joint kernels over the unconditional parameters
+  bool constant_liar = true;  // RUNNING trials count as bad observations
+  bool use_pruned = true;     // pruned trials count, by their last value, below completed ones
+};
+
+// Tree-structured Parzen Estimator (Bergstra et al. 2011), in the manner of
+// Optuna 3.1 (magic-clip bandwidths, flat-then-ramped weights, a prior
+// component), with an optional multivariate form and constant liar.
+std::unique_ptr<Sampler> NewTpeSampler(const TpeOptions& options);
+
+}  // namespace hpo::server
