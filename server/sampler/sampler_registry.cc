@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/sampler/gp_sampler.h"
 #include "server/sampler/grid_sampler.h"
 #include "server/sampler/random_sampler.h"
 #include "server/sampler/tpe_sampler.h"
@@ -87,6 +88,17 @@ absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const StudySpec& spec) {
         .Read("use_pruned", &o.use_pruned, 0, 1);
     if (auto s = opts.Done(); !s.ok()) return s;
     return NewTpeSampler(o);
+  }
+  if (type == "gp") {
+    GpOptions o;
+    Options opts(cfg, type);
+    opts.Read("n_startup_trials", &o.n_startup_trials, 2, 1e7)
+        .Read("n_candidates", &o.n_candidates, 10, 1e6)
+        .Read("n_refine", &o.n_refine, 1, 100)
+        .Read("max_fit_points", &o.max_fit_points, 10, 5000)
+        .Read("kriging_believer", &o.kriging_believer, 0, 1);
+    if (auto s = opts.Done(); !s.ok()) return s;
+    return NewGpSampler(o);
   }
   if (type == "grid") {
     for (const auto& [key, value] : cfg.items()) {

@@ -93,7 +93,8 @@ TEST_P(SamplerConformanceTest, TheSameSeedGivesTheSameTrials) {
 INSTANTIATE_TEST_SUITE_P(AllSamplers, SamplerConformanceTest,
                          ::testing::Values(R"({"type": "random"})", R"({"type": "tpe"})",
                                            R"({"type": "tpe", "multivariate": true})",
-                                           R"({"type": "tpe", "n_startup_trials": 3})"));
+                                           R"({"type": "tpe", "n_startup_trials": 3})",
+                                           R"({"type": "gp", "n_startup_trials": 5, "n_candidates": 200})"));
 
 // Median over seeds of the best value after `n` trials.
 double MedianBest(const json& sampler_cfg, int n, int seeds) {
@@ -118,6 +119,8 @@ TEST(TpeSamplerTest, FindsBetterValuesThanRandomSearchAtEqualTrials) {
   const double joint = MedianBest({{"type", "tpe"}, {"multivariate", true}}, 60, 7);
   EXPECT_LT(tpe, random * 0.7) << "tpe " << tpe << " random " << random;
   EXPECT_LT(joint, random * 0.7) << "multivariate tpe " << joint << " random " << random;
+  const double gp = MedianBest({{"type", "gp"}, {"n_candidates", 300}}, 40, 5);
+  EXPECT_LT(gp, random * 0.5) << "gp " << gp << " random " << random;
 }
 
 TEST(TpeSamplerTest, ConstantLiarKeepsParallelAsksApart) {
