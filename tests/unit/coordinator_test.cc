@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 #include "server/storage/sqlite_storage.h"
 #include "tests/testing/status_matchers.h"
@@ -212,6 +213,61 @@ TEST_F(CoordinatorTest, SameSeedGivesTheSameTrialsInAnotherStudy) {
   auto b = c_->AskTrial("w", {"cnn"}, 2);
   ASSERT_TRUE(a.ok() && b.ok() && a->has_value() && b->has_value());
   EXPECT_EQ((*a)->trial.params, (*b)->trial.params);
+}
+
+}  // namespace
+}  // namespace hpo::server
+
+namespace hpo::server {
+namespace {
+
+TEST_F(CoordinatorTest, EnqueuedTrialsGoFirstAndPartialOnesAreCompleted) {
+  ASSERT_THAT(c_->CreateStudy(R"({
+    "name": "enq", "task": {"type": "external"}, "max_trials": 3,
+    "parameters": [{"name": "opt", "type": "categorical", "choices": ["adam", "sgd"]},
+                   {"name": "momentum", "type": "float", "low": 0, "high": 0.9,
+                    "condition": {"parent": "opt", "values": ["sgd"]}},
+                   {"name": "x", "type": "int", "low": 1, "high": 5}]})"), IsOk());
+  auto queued = c_->EnqueueTrial(1, R"({"opt": "sgd", "momentum": 0.5})");
+  ASSERT_THAT(queued, IsOk());
+  EXPECT_EQ(queued->state, TrialState::kWaiting);
+  EXPECT_THAT(c_->EnqueueTrial(1, R"({"opt": "adam", "momentum": 0.5})"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "\"momentum\" is inactive"));
+  EXPECT_THAT(c_->EnqueueTrial(1, R"({"x": 9})"), StatusIs(absl::StatusCode::kInvalidArgument, "not one of its values"));
+  EXPECT_THAT(c_->EnqueueTrial(1, R"({"y": 1})"), StatusIs(absl::StatusCode::kInvalidArgument, "\"y\" is not a parameter"));
+  EXPECT_THAT(c_->EnqueueTrial(1, "[1]"), StatusIs(absl::StatusCode::kInvalidArgument, "JSON object"));
+  auto a = c_->AskTrial("w", {"external"}, 0);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  const Trial& t = (*a)->trial;
+  EXPECT_EQ(t.number, 0);
+  EXPECT_EQ(t.params.at("opt"), ParamValue(std::string("sgd")));
+  EXPECT_EQ(t.params.at("momentum"), ParamValue(0.5));
+  ASSERT_EQ(t.params.count("x"), 1u);  // sampled when handed out
+  Reopen();  // the filled-in parameters were stored
+  EXPECT_EQ(c_->GetStudy(1)->trials[0].params, t.params);
+  ASSERT_THAT(c_->EnqueueTrial(1, R"({"opt": "adam"})"), IsOk());
+  ASSERT_THAT(c_->EnqueueTrial(1, R"({"opt": "adam", "x": 2})"), IsOk());
+  EXPECT_THAT(c_->EnqueueTrial(1, R"({"opt": "adam"})"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "already has its 3 trials"));
+}
+
+TEST_F(CoordinatorTest, AGridStudyEndsWhenEveryPointHasRun) {
+  ASSERT_THAT(c_->CreateStudy(R"({
+    "name": "grid", "task": {"type": "external"}, "max_trials": 100, "sampler": {"type": "grid"},
+    "parameters": [{"name": "a", "type": "categorical", "choices": [1, 2, 3]}]})"), IsOk());
+  std::set<std::string> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto a = c_->AskTrial("w", {"external"}, 0);
+    ASSERT_TRUE(a.ok() && a->has_value()) << i;
+    seen.insert(ToString((*a)->trial.params.at("a")));
+    ASSERT_THAT(Report((*a)->trial.id, 0, 1.0), IsOk());
+    ASSERT_THAT(c_->CompleteTrial((*a)->trial.id, {}), IsOk());
+  }
+  EXPECT_EQ(seen.size(), 3u);
+  auto none = c_->AskTrial("w", {"external"}, 0);
+  ASSERT_THAT(none, IsOk());
+  EXPECT_FALSE(none->has_value());
+  EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
 }
 
 }  // namespace
