@@ -1,6 +1,7 @@
 #include "client/commands.h"
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -93,8 +94,27 @@ json TrialJson(const hpo::v1::Trial& t) {
   j["values"] = values;
   j["measurements"] = measurements;
   json final_metrics = json::object();
-  for (const auto& [k, v] : t.final_metrics()) final_metrics[k] = v;
+  std::map<int, double> recall;
+  std::map<std::pair<int, int>, double> confusion;
+  for (const auto& [k, v] : t.final_metrics()) {
+    int a = 0, b = 0;
+    if (std::sscanf(k.c_str(), "val_confusion/%d/%d", &a, &b) == 2) confusion[{a, b}] = v;
+    else if (std::sscanf(k.c_str(), "val_recall/%d", &a) == 1) recall[a] = v;
+    else final_metrics[k] = v;
+  }
   j["final_metrics"] = final_metrics;
+  if (!recall.empty()) {
+    json r = json::array(), m = json::array();
+    const int k = static_cast<int>(recall.size());
+    for (int c = 0; c < k; ++c) r.push_back(recall[c]);
+    for (int a = 0; a < k; ++a) {
+      json row = json::array();
+      for (int b = 0; b < k; ++b) row.push_back(static_cast<int64_t>(confusion[{a, b}]));
+      m.push_back(row);
+    }
+    j["val_recall"] = r;             // per class, best epoch, validation
+    j["val_confusion_matrix"] = m;   // [true class][predicted class]
+  }
   j["reason"] = t.reason();
   j["worker"] = t.worker();
   j["retry_of"] = t.retry_of() >= 0 ? json(t.retry_of()) : json(nullptr);
@@ -271,6 +291,15 @@ absl::Status Trials(Context& ctx, const std::vector<std::string>& args) {
     if (auto it = t.final_metrics().find("test_accuracy"); it != t.final_metrics().end()) {
       notes.push_back(absl::StrCat("test_accuracy ", Fmt(it->second)));
     }
+    if (auto it = t.final_metrics().find("patience_stop"); it != t.final_metrics().end() && it->second > 0) {
+      notes.push_back("stopped by patience (no improvement)");
+    }
+    const json tj = TrialJson(t);
+    if (tj.contains("val_recall")) {
+      std::vector<std::string> r;
+      for (size_t c = 0; c < tj["val_recall"].size(); ++c) r.push_back(absl::StrFormat("%d:%.2f", c, tj["val_recall"][c].get<double>()));
+      notes.push_back(absl::StrCat("recall per class ", absl::StrJoin(r, " ")));
+    }
     if (t.retry_of() >= 0) notes.push_back(absl::StrCat("retry of trial ", t.retry_of()));
     if (!t.reason().empty()) notes.push_back(t.reason());
     if (!notes.empty()) std::cout << "     " << absl::StrJoin(notes, "; ") << "\n";
@@ -293,10 +322,21 @@ absl::Status Best(Context& ctx, const std::vector<std::string>& args) {
   }
   std::cout << absl::StrFormat("best trial of study %d: trial %d, value %s at epoch %d\n", *id, t.number(),
                                Fmt(t.value()), t.best_step());
-  for (const auto& [k, v] : std::map<std::string, double>(t.final_metrics().begin(), t.final_metrics().end())) {
-    std::cout << "  " << k << ": " << Fmt(v) << "\n";
-  }
+  const json tj = TrialJson(t);
+  for (const auto& [k, v] : tj["final_metrics"].items()) std::cout << "  " << k << ": " << Fmt(v.get<double>()) << "\n";
   std::cout << "  parameters: " << ParamsText(t) << "\n";
+  if (tj.contains("val_recall")) {
+    std::cout << "  validation recall per class and confusion matrix (rows: true class, columns: predicted):\n";
+    const auto& m = tj["val_confusion_matrix"];
+    std::cout << "    class recall  ";
+    for (size_t b = 0; b < m.size(); ++b) std::cout << absl::StrFormat("%6d", b);
+    std::cout << "\n";
+    for (size_t a = 0; a < m.size(); ++a) {
+      std::cout << absl::StrFormat("    %5d %6.3f ", a, tj["val_recall"][a].get<double>());
+      for (size_t b = 0; b < m.size(); ++b) std::cout << absl::StrFormat("%6d", m[a][b].get<int64_t>());
+      std::cout << "\n";
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <chrono>
 #include <thread>
 
@@ -22,6 +23,22 @@ ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: all cores)");
 ABSL_FLAG(std::string, worker_id, "", "name of this worker (default HOST:PID)");
 ABSL_FLAG(int, max_trials, 0, "exit after running this many trials (0: run until stopped)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(bool, malloc_tuning, true,
+          "raise glibc's mmap and trim thresholds so batch buffers are reused instead of returned to the OS");
+
+namespace {
+// The BLAS library this process actually loaded (LibTorch uses whatever libblas.so.3 is selected).
+std::string LoadedBlas() {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    if (path.find("libblas") != std::string::npos || path.find("libopenblas") != std::string::npos) return path;
+  }
+  return "none loaded yet";
+}
+}  // namespace
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -53,9 +70,13 @@ int main(int argc, char** argv) {
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
+  torch::set_num_interop_threads(1);
   // Keep freed batch buffers instead of returning them to the OS on every batch.
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  if (absl::GetFlag(FLAGS_malloc_tuning)) {
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  }
+  (void)torch::mm(torch::ones({2, 2}), torch::ones({2, 2}));  // loads the BLAS, to report which one
 
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;
@@ -65,8 +86,10 @@ int main(int argc, char** argv) {
   hpo::worker::CoordinatorClient client(absl::GetFlag(FLAGS_coordinator), worker_id, &g_stop);
   hpo::worker::RunnerOptions options;
   options.data_root = absl::GetFlag(FLAGS_data_root);
-  spdlog::info("hpo-worker {} serving {} with {} thread(s), data in {}", worker_id, client.address(),
-               threads, options.data_root);
+  spdlog::info("hpo-worker {} serving {} with {} LibTorch thread(s), data in {}", worker_id, client.address(),
+               torch::get_num_threads(), options.data_root);
+  spdlog::info("BLAS: {}; malloc tuning: {}", LoadedBlas(),
+               absl::GetFlag(FLAGS_malloc_tuning) ? "mmap threshold 256 MiB, trim threshold 512 MiB" : "off");
 
   const int max_trials = absl::GetFlag(FLAGS_max_trials);
   int ran = 0;

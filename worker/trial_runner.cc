@@ -92,8 +92,14 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
   HeartbeatThread heartbeat(client, id, std::chrono::milliseconds(std::max(200, a.heartbeat_interval_ms())));
   auto config = CnnConfigFromParams(ToParams(trial), 0x9E3779B97F4A7C15ULL * (trial.study_id() + 1) + trial.number());
   if (!config.ok()) return fail(std::string(config.status().message()), false);
-  auto data = LoadSplit(options.data_root, task.dataset(), task.train_examples(), task.val_examples(),
-                        task.test_examples(), static_cast<uint64_t>(task.data_seed()));
+  SplitOptions split;
+  split.train_examples = task.train_examples();
+  split.val_examples = task.val_examples();
+  split.test_examples = task.test_examples();
+  split.seed = static_cast<uint64_t>(task.data_seed());
+  split.imbalance_classes.assign(task.imbalance_classes().begin(), task.imbalance_classes().end());
+  split.imbalance_keep = task.imbalance_classes().empty() ? 1.0 : task.imbalance_keep();
+  auto data = LoadSplit(options.data_root, task.dataset(), split);
   if (!data.ok()) return fail(absl::StrCat("data set: ", data.status().message()), false);
 
   spdlog::info("{} (id {}): {} train / {} validation images, up to {} epochs", name, id,
@@ -105,7 +111,10 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     last_epoch = r.epoch;
     hpo::v1::Measurement m;
     m.set_step(r.epoch);
-    const double value = a.metric() == "val_loss" ? r.val_loss : r.val_accuracy;
+    const double value = a.metric() == "val_loss"                ? r.val_loss
+                         : a.metric() == "val_balanced_accuracy" ? r.val_balanced_accuracy
+                         : a.metric() == "val_macro_f1"          ? r.val_macro_f1
+                                                                 : r.val_accuracy;
     if (!std::isfinite(value)) {
       diverged = true;
       why = absl::StrCat("training diverged: ", a.metric(), " is ", value, " at epoch ", r.epoch);
@@ -115,6 +124,9 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     auto& metrics = *m.mutable_metrics();
     metrics["val_accuracy"] = r.val_accuracy;
     metrics["val_loss"] = r.val_loss;
+    metrics["val_balanced_accuracy"] = r.val_balanced_accuracy;
+    metrics["val_macro_f1"] = r.val_macro_f1;
+    if (task.executions_per_trial() > 1) metrics["val_accuracy_std"] = r.val_accuracy_std;
     metrics["train_accuracy"] = r.train_accuracy;
     metrics["train_loss"] = r.train_loss;
     metrics["learning_rate"] = r.learning_rate;
@@ -137,7 +149,12 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     }
     return !stop.load() && !heartbeat.revoked();
   };
-  auto result = TrainCnn(*config, **data, task.max_epochs(), on_epoch,
+  TrainOptions train_options;
+  train_options.max_epochs = task.max_epochs();
+  train_options.executions = std::max(1, task.executions_per_trial());
+  train_options.metric = a.metric();
+  train_options.minimize = a.metric() == "val_loss";
+  auto result = TrainCnn(*config, **data, train_options, on_epoch,
                          [&] { return stop.load() || heartbeat.revoked(); });
   client.CloseStream();
   if (stop.load() && !pruned && !lost) {
@@ -160,13 +177,23 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     return TrialOutcome::kPruned;
   }
   std::map<std::string, double> final_metrics = {{"test_accuracy", result->test_accuracy},
-                                                 {"test_loss", result->test_loss}};
+                                                 {"test_loss", result->test_loss},
+                                                 {"epochs_run", result->epochs_run},
+                                                 {"patience_stop", result->patience_stop ? 1.0 : 0.0}};
+  // Per-class recall and the confusion matrix of the best epoch, on validation.
+  for (size_t c = 0; c < result->val_recall.size(); ++c) {
+    final_metrics[absl::StrCat("val_recall/", c)] = result->val_recall[c];
+    for (size_t p = 0; p < result->confusion[c].size(); ++p) {
+      final_metrics[absl::StrCat("val_confusion/", c, "/", p)] = static_cast<double>(result->confusion[c][p]);
+    }
+  }
   if (auto s = client.Complete(id, final_metrics); !s.ok()) {
     spdlog::error("{}: could not complete: {}", name, std::string(s.message()));
     return TrialOutcome::kLost;
   }
-  spdlog::info("{} completed: best val_accuracy {:.4f} at epoch {}, test_accuracy {:.4f}", name,
-               result->best_val_accuracy, result->best_epoch, result->test_accuracy);
+  spdlog::info("{} completed{}: best {} {:.4f} at epoch {}, test_accuracy {:.4f}", name,
+               result->patience_stop ? " (early stopping: no improvement)" : "", a.metric(), result->best_value,
+               result->best_epoch, result->test_accuracy);
   return TrialOutcome::kCompleted;
 }
 

@@ -161,8 +161,29 @@ absl::Status ParseTask(const json& j, TaskSpec* task) {
     task->val_examples = 0;
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "dataset", "train_examples", "val_examples",
-                                        "test_examples", "max_epochs", "data_seed"}));
+  RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "dataset", "train_examples", "val_examples", "test_examples",
+                                        "max_epochs", "data_seed", "executions_per_trial", "imbalance"}));
+  ASSIGN_OR_RETURN(int64_t executions, GetInt(j, "executions_per_trial", "task", 1));
+  if (executions < 1 || executions > 10) return Invalid("task.executions_per_trial must be in [1, 10]");
+  task->executions_per_trial = static_cast<int>(executions);
+  if (j.contains("imbalance")) {
+    const json& im = j.at("imbalance");
+    if (!im.is_object() || !im.contains("classes") || !im.at("classes").is_array() || im.at("classes").empty() ||
+        !im.contains("keep_fraction") || !im.at("keep_fraction").is_number()) {
+      return Invalid("task.imbalance must be {\"classes\": [class labels], \"keep_fraction\": 0..1}");
+    }
+    RETURN_IF_ERROR(CheckKeys(im, "task.imbalance", {"classes", "keep_fraction"}));
+    for (const json& c : im.at("classes")) {
+      if (!c.is_number_integer() || c.get<int>() < 0 || c.get<int>() > 255) {
+        return Invalid("task.imbalance.classes must be class labels (integers 0..255)");
+      }
+      task->imbalance_classes.push_back(c.get<int>());
+    }
+    task->imbalance_keep = im.at("keep_fraction").get<double>();
+    if (!(task->imbalance_keep > 0 && task->imbalance_keep <= 1)) {
+      return Invalid("task.imbalance.keep_fraction must be in (0, 1]");
+    }
+  }
   ASSIGN_OR_RETURN(task->type, GetString(j, "type", "task"));
   ASSIGN_OR_RETURN(task->dataset, GetString(j, "dataset", "task"));
   if (task->dataset.empty() || task->dataset.find('/') != std::string::npos ||

@@ -23,7 +23,21 @@ struct TaskParam {
 const std::vector<TaskParam>& CnnParams() {
   static const auto* params = new std::vector<TaskParam>{
       {"learning_rate", Kind::kReal, 1e-8, 10, false, {}, "optimizer step size"},
-      {"optimizer", Kind::kString, 0, 0, false, {"adam", "rmsprop", "sgd"}, "optimizer"},
+      {"optimizer", Kind::kString, 0, 0, false, {"adam", "adamw", "rmsprop", "sgd"}, "optimizer"},
+      {"nesterov", Kind::kBool, 0, 1, false, {}, "Nesterov momentum (sgd)"},
+      {"lr_schedule", Kind::kString, 0, 0, false, {"constant", "cosine", "step"}, "learning-rate schedule"},
+      {"label_smoothing", Kind::kReal, 0, 0.5, true, {}, "label smoothing of the loss"},
+      {"patience", Kind::kInteger, 0, 1000, false, {}, "epochs without improvement before the trial ends (0: off)"},
+      {"activation", Kind::kString, 0, 0, false, {"relu", "elu", "gelu"}, "activation function"},
+      {"global_pooling", Kind::kString, 0, 0, false, {"flatten", "average"}, "how the last feature map becomes a vector"},
+      {"class_weighting", Kind::kString, 0, 0, false, {"none", "inverse", "sqrt_inverse"}, "class weights in the loss"},
+      {"sampling", Kind::kString, 0, 0, false, {"shuffle", "balanced"}, "balanced: oversample minority classes"},
+      {"aug_rotation", Kind::kReal, 0, 180, false, {}, "random rotation, degrees"},
+      {"aug_shift", Kind::kReal, 0, 0.5, false, {}, "random shift, fraction of width and height"},
+      {"aug_zoom", Kind::kReal, 0, 0.9, false, {}, "random zoom, fraction"},
+      {"aug_shear", Kind::kReal, 0, 60, false, {}, "random shear, degrees"},
+      {"aug_hflip", Kind::kBool, 0, 1, false, {}, "random horizontal flips"},
+      {"aug_fill", Kind::kString, 0, 0, false, {"constant", "nearest", "reflect"}, "fill mode of augmented pixels"},
       {"momentum", Kind::kReal, 0, 1, true, {}, "SGD/RMSprop momentum (default 0.9 for sgd)"},
       {"batch_size", Kind::kInteger, 1, 65536, false, {}, "training batch size"},
       {"weight_decay", Kind::kReal, 0, 1, false, {}, "L2 penalty"},
@@ -96,9 +110,11 @@ absl::Status ValidateTaskMetric(const std::string& type, const std::string& metr
     return absl::InvalidArgumentError(
         absl::StrCat("task.type \"", type, "\" is unknown; supported: cnn, external"));
   }
-  if (metric != "val_accuracy" && metric != "val_loss") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "objective.metric \"", metric, "\" is not reported by the cnn task; use val_accuracy or val_loss"));
+  if (metric != "val_accuracy" && metric != "val_loss" && metric != "val_balanced_accuracy" &&
+      metric != "val_macro_f1") {
+    return absl::InvalidArgumentError(absl::StrCat("objective.metric \"", metric,
+                                                   "\" is not reported by the cnn task; use val_accuracy, "
+                                                   "val_balanced_accuracy, val_macro_f1 or val_loss"));
   }
   return absl::OkStatus();
 }

@@ -55,6 +55,9 @@ struct TaskSpec {
   int test_examples = 0;   // 0: the whole t10k set
   int max_epochs = 10;     // steps per trial; for "external", 0 means no limit
   int64_t data_seed = 0;
+  int executions_per_trial = 1;
+  std::vector<int> imbalance_classes;  // make the training split imbalanced on purpose
+  double imbalance_keep = 1.0;
 };
 
 struct StudySpec {

@@ -70,6 +70,9 @@ void ToProto(const TaskSpec& t, hpo::v1::Task* out) {
   out->set_test_examples(t.test_examples);
   out->set_max_epochs(t.max_epochs);
   out->set_data_seed(t.data_seed);
+  out->set_executions_per_trial(t.executions_per_trial);
+  for (int c : t.imbalance_classes) out->add_imbalance_classes(c);
+  out->set_imbalance_keep(t.imbalance_keep);
 }
 
 void ToProto(const Study& s, hpo::v1::Study* out) {

@@ -369,13 +369,13 @@ class GpSampler final : public Sampler {
     pack(idx, &fx, &fy);
     Hyper start;
     start.log_ls.assign(d, std::sqrt(2.0) + 0.5 * std::log(static_cast<double>(d)));
-    Hyper h = FitHyper(start, fx, fy, static_cast<int>(idx.size()), d, 120);
-    if (warm_.log_ls.size() == static_cast<size_t>(d)) {
-      Hyper h2 = FitHyper(warm_, fx, fy, static_cast<int>(idx.size()), d, 60);
-      if (Objective(h2, fx, fy, static_cast<int>(idx.size()), d, nullptr) >
-          Objective(h, fx, fy, static_cast<int>(idx.size()), d, nullptr)) {
-        h = h2;
-      }
+    // A fresh fit from the prior's centre now and then; otherwise a short one from the last fit.
+    const int nf = static_cast<int>(idx.size());
+    const bool warm = warm_.log_ls.size() == static_cast<size_t>(d);
+    Hyper h = warm ? FitHyper(warm_, fx, fy, nf, d, 25) : FitHyper(start, fx, fy, nf, d, 100);
+    if (warm && ++fits_ % 10 == 0) {
+      Hyper fresh = FitHyper(start, fx, fy, nf, d, 80);
+      if (Objective(fresh, fx, fy, nf, d, nullptr) > Objective(h, fx, fy, nf, d, nullptr)) h = fresh;
     }
     warm_ = h;
 
@@ -443,6 +443,7 @@ class GpSampler final : public Sampler {
   GpOptions o_;
   std::unique_ptr<Sampler> random_;
   Hyper warm_;  // last fitted hyperparameters: a warm start for the next fit
+  int fits_ = 0;
 };
 
 }  // namespace

@@ -121,27 +121,41 @@ Kernels Fit(const ParamSpec& p, const std::vector<double>& obs, const std::vecto
   const NumericSpace s(p);
   const double range = s.high - s.low;
   k.mus = obs;
-  k.sigmas.assign(n, range);
+  k.mus.push_back(0.5 * (s.low + s.high));  // the prior's centre
+  const size_t m = k.mus.size();
+  k.sigmas.assign(m, range);
   if (n_dims_for_bandwidth > 0) {
-    // Multivariate: Scott-like bandwidth shared by all kernels of this dimension.
-    const double sigma = 0.2 * std::pow(std::max<double>(n, 1), -1.0 / (n_dims_for_bandwidth + 4)) * range;
-    k.sigmas.assign(n, sigma);
-  } else if (n > 0) {
-    // Univariate: distance to the farther neighbour (endpoints not counted as neighbours).
-    std::vector<size_t> order(n);
-    for (size_t i = 0; i < n; ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return obs[a] < obs[b]; });
-    for (size_t r = 0; r < n; ++r) {
-      const double left = r > 0 ? obs[order[r]] - obs[order[r - 1]] : 0;
-      const double right = r + 1 < n ? obs[order[r + 1]] - obs[order[r]] : 0;
-      k.sigmas[order[r]] = n == 1 ? range : std::max(left, right);
+    // Multivariate: Scott's rule on the spread of the observations themselves, so the kernels
+    // narrow as the good trials cluster (Optuna scales a constant 0.2 of the range instead).
+    double sigma = 0.2 * range;
+    if (n >= 2) {
+      double mean = 0, var = 0;
+      for (double x : obs) mean += x / n;
+      for (double x : obs) var += (x - mean) * (x - mean) / (n - 1);
+      sigma = 1.059 * std::sqrt(var) * std::pow(static_cast<double>(n), -1.0 / (n_dims_for_bandwidth + 4));
+    }
+    k.sigmas.assign(m, sigma);
+  } else {
+    // Univariate: distance to the farther neighbour among the kernels' centres (the prior's
+    // included); the outermost use their inner neighbour only (bounds are not neighbours).
+    std::vector<size_t> order(m);
+    for (size_t i = 0; i < m; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return k.mus[a] < k.mus[b]; });
+    std::vector<double> sorted(m + 2);
+    sorted[0] = s.low;
+    sorted[m + 1] = s.high;
+    for (size_t r = 0; r < m; ++r) sorted[r + 1] = k.mus[order[r]];
+    for (size_t r = 0; r < m; ++r) {
+      double sg = std::max(sorted[r + 1] - sorted[r], sorted[r + 2] - sorted[r + 1]);
+      if (m >= 2 && r == 0) sg = sorted[2] - sorted[1];
+      if (m >= 2 && r == m - 1) sg = sorted[m] - sorted[m - 1];
+      k.sigmas[order[r]] = sg;
     }
   }
   // Magic clip: a floor on the bandwidth that shrinks as observations accumulate.
-  const double min_sigma = range / std::min(100.0, 1.0 + n + 1);
+  const double min_sigma = range / std::min(100.0, 1.0 + m);
   for (double& sg : k.sigmas) sg = std::clamp(sg, min_sigma, range);
-  k.mus.push_back(0.5 * (s.low + s.high));
-  k.sigmas.push_back(range);
+  k.sigmas[n] = range;  // the prior
   return k;
 }
 

@@ -11,8 +11,18 @@ namespace {
 // Real Fashion-MNIST (Debian's dataset-fashion-mnist, installed by tests/run.sh).
 constexpr char kDataRoot[] = "/usr/share/datasets";
 
+TrainOptions Epochs(int n) {
+  TrainOptions o;
+  o.max_epochs = n;
+  return o;
+}
+
 std::shared_ptr<const DataSplit> SmallSplit() {
-  auto s = LoadSplit(kDataRoot, "fashion-mnist", 1000, 500, 500, 0);
+  SplitOptions o;
+  o.train_examples = 1000;
+  o.val_examples = 500;
+  o.test_examples = 500;
+  auto s = LoadSplit(kDataRoot, "fashion-mnist", o);
   EXPECT_TRUE(s.ok()) << s.status() << " (install dataset-fashion-mnist: tests/run.sh does)";
   return s.ok() ? *s : nullptr;
 }
@@ -26,7 +36,7 @@ TEST(TrainerTest, LearnsFashionMnistWellAboveChance) {
   c.dense_units = 32;
   c.conv_blocks = 2;
   std::vector<EpochReport> epochs;
-  auto r = TrainCnn(c, *data, 2, [&](const EpochReport& e) { epochs.push_back(e); return true; },
+  auto r = TrainCnn(c, *data, Epochs(2), [&](const EpochReport& e) { epochs.push_back(e); return true; },
                     [] { return false; });
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(epochs.size(), 2u);
@@ -35,7 +45,13 @@ TEST(TrainerTest, LearnsFashionMnistWellAboveChance) {
   EXPECT_LT(epochs[1].train_loss, epochs[0].train_loss);
   EXPECT_GT(epochs[1].train_images_per_second, 0);
   EXPECT_GT(r->test_accuracy, 0.6);
-  EXPECT_GE(r->best_val_accuracy, epochs[0].val_accuracy);
+  EXPECT_GE(r->best_value, epochs[0].val_accuracy);
+  EXPECT_GT(epochs[1].val_balanced_accuracy, 0.5);
+  EXPECT_GT(epochs[1].val_macro_f1, 0.5);
+  ASSERT_EQ(r->val_recall.size(), 10u);
+  int64_t total = 0;
+  for (const auto& row : r->confusion) for (int64_t v : row) total += v;
+  EXPECT_EQ(total, 500);  // every validation image once
   EXPECT_FALSE(r->stopped_early);
 }
 
@@ -47,12 +63,12 @@ TEST(TrainerTest, StopsWhenTheEpochCallbackSaysSoAndWhenCancelled) {
   c.filters = 4;
   c.dense_units = 0;
   int calls = 0;
-  auto r = TrainCnn(c, *data, 5, [&](const EpochReport&) { return ++calls < 2; }, [] { return false; });
+  auto r = TrainCnn(c, *data, Epochs(5), [&](const EpochReport&) { return ++calls < 2; }, [] { return false; });
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(calls, 2);
   EXPECT_EQ(r->epochs_run, 2);
   EXPECT_TRUE(r->stopped_early);
-  auto cancelled = TrainCnn(c, *data, 5, [](const EpochReport&) { return true; }, [] { return true; });
+  auto cancelled = TrainCnn(c, *data, Epochs(5), [](const EpochReport&) { return true; }, [] { return true; });
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
 }
 
@@ -75,9 +91,127 @@ TEST(TrainerTest, TinyImagesWithManyBlocksNeverPoolBelowOnePixel) {
   c.dropout = 0.2;
   c.batch_size = 8;
   c.learning_rate = 0.003;
-  auto r = TrainCnn(c, d, 8, [](const EpochReport&) { return true; }, [] { return false; });
+  auto r = TrainCnn(c, d, Epochs(8), [](const EpochReport&) { return true; }, [] { return false; });
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_GT(r->test_accuracy, 0.9);  // bright vs dark is easy
+}
+
+TEST(TrainerTest, PatienceEndsATrialThatStoppedImproving) {
+  torch::set_num_threads(1);
+  auto data = SmallSplit();
+  ASSERT_NE(data, nullptr);
+  CnnConfig c;
+  c.filters = 4;
+  c.dense_units = 0;
+  c.learning_rate = 1e-9;  // nothing improves after the first epoch
+  c.patience = 2;
+  int epochs = 0;
+  auto r = TrainCnn(c, *data, Epochs(10), [&](const EpochReport&) { ++epochs; return true; }, [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->patience_stop);
+  EXPECT_EQ(r->epochs_run, 3);
+  EXPECT_EQ(epochs, 3);
+  EXPECT_EQ(r->best_epoch, 1);
+  EXPECT_GE(r->test_accuracy, 0.0);  // completed: the best epoch's weights were tested
+}
+
+TEST(TrainerTest, ExecutionsReportTheirMeanAndSpread) {
+  torch::set_num_threads(1);
+  auto data = SmallSplit();
+  ASSERT_NE(data, nullptr);
+  CnnConfig c;
+  c.filters = 4;
+  c.dense_units = 16;
+  TrainOptions o = Epochs(1);
+  o.executions = 3;
+  EpochReport last;
+  auto r = TrainCnn(c, *data, o, [&](const EpochReport& e) { last = e; return true; }, [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(last.val_accuracy_std, 0.0);  // three seeds do not agree to the image
+  EXPECT_LT(last.val_accuracy_std, 0.2);
+  int64_t total = 0;
+  for (const auto& row : r->confusion) for (int64_t v : row) total += v;
+  EXPECT_EQ(total, 3 * 500);
+}
+
+TEST(TrainerTest, EveryOptionTrains) {
+  torch::set_num_threads(1);
+  auto data = SmallSplit();
+  ASSERT_NE(data, nullptr);
+  CnnConfig c;
+  c.filters = 16;
+  c.dense_units = 16;
+  c.batch_size = 16;
+  c.learning_rate = 0.005;
+  c.batch_norm = true;
+  c.activation = "gelu";
+  c.global_pooling = "average";
+  c.optimizer = "adamw";
+  c.weight_decay = 0.01;
+  c.lr_schedule = "cosine";
+  c.label_smoothing = 0.1;
+  c.class_weighting = "sqrt_inverse";
+  c.sampling = "balanced";
+  c.aug_rotation = 15;
+  c.aug_shift = 0.1;
+  c.aug_zoom = 0.1;
+  c.aug_shear = 10;
+  c.aug_hflip = true;
+  c.aug_fill = "nearest";
+  std::vector<double> rates;
+  auto r = TrainCnn(c, *data, Epochs(2), [&](const EpochReport& e) { rates.push_back(e.learning_rate); return true; },
+                    [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->test_accuracy, 0.2);  // chance is 0.1
+  ASSERT_EQ(rates.size(), 2u);
+  EXPECT_LT(rates[1], rates[0]);  // cosine schedule
+  c.optimizer = "sgd";
+  c.nesterov = true;
+  c.activation = "elu";
+  c.lr_schedule = "step";
+  c.aug_fill = "reflect";
+  EXPECT_TRUE(TrainCnn(c, *data, Epochs(1), [](const EpochReport&) { return true; }, [] { return false; }).ok());
+}
+
+TEST(TrainerTest, AugmentedTrainingStillLearns) {
+  torch::set_num_threads(1);
+  auto data = SmallSplit();
+  ASSERT_NE(data, nullptr);
+  CnnConfig c;
+  c.filters = 8;
+  c.dense_units = 32;
+  c.aug_rotation = 10;
+  c.aug_shift = 0.1;
+  c.aug_zoom = 0.1;
+  c.aug_shear = 5;
+  auto r = TrainCnn(c, *data, Epochs(2), [](const EpochReport&) { return true; }, [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_GT(r->test_accuracy, 0.55);  // mild augmentation of upright clothes keeps them recognizable
+}
+
+// On a training split with few images of half the classes, weighting the loss
+// by inverse class frequency raises the recall of those classes.
+TEST(TrainerTest, ClassWeightingHelpsMinorityClasses) {
+  torch::set_num_threads(1);
+  SplitOptions o;
+  o.train_examples = 2000;
+  o.val_examples = 1000;
+  o.test_examples = 200;
+  o.imbalance_classes = {0, 2, 4, 6};
+  o.imbalance_keep = 0.05;
+  auto data = LoadSplit(kDataRoot, "fashion-mnist", o);
+  ASSERT_TRUE(data.ok()) << data.status();
+  auto minority_recall = [&](const std::string& weighting) {
+    CnnConfig c;
+    c.filters = 8;
+    c.dense_units = 32;
+    c.class_weighting = weighting;
+    auto r = TrainCnn(c, **data, Epochs(3), [](const EpochReport&) { return true; }, [] { return false; });
+    EXPECT_TRUE(r.ok()) << r.status();
+    return (r->val_recall[0] + r->val_recall[2] + r->val_recall[4] + r->val_recall[6]) / 4;
+  };
+  const double plain = minority_recall("none"), weighted = minority_recall("inverse");
+  EXPECT_GT(weighted, plain + 0.05) << "weighted " << weighted << " plain " << plain;
 }
 
 TEST(TrainerTest, ConfigFromParamsChecksNamesAndTypes) {

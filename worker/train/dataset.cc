@@ -104,10 +104,34 @@ ImageSet Subset(const ImageSet& src, const std::vector<int64_t>& indices) {
   return out;
 }
 
+absl::StatusOr<ImageSet> ReadCifar(const std::vector<std::string>& files) {
+  constexpr int kRecord = 1 + 3 * 32 * 32;
+  ImageSet s;
+  s.channels = 3;
+  s.height = s.width = 32;
+  for (const std::string& path : files) {
+    std::string used;
+    ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, ReadFile(path, &used));
+    if (bytes.empty() || bytes.size() % kRecord != 0) {
+      return absl::DataLossError(absl::StrCat(used, " is ", bytes.size(), " bytes, not a whole number of CIFAR-10 "
+                                              "records (", kRecord, " bytes each): truncated or corrupt"));
+    }
+    for (size_t off = 0; off < bytes.size(); off += kRecord) {
+      s.labels.push_back(bytes[off]);
+      s.pixels.insert(s.pixels.end(), bytes.begin() + off + 1, bytes.begin() + off + kRecord);
+    }
+  }
+  s.count = static_cast<int64_t>(s.labels.size());
+  s.num_classes = 1 + *std::max_element(s.labels.begin(), s.labels.end());
+  return s;
+}
+
 absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(const std::string& data_root,
-                                                           const std::string& name, int train_examples,
-                                                           int val_examples, int test_examples,
-                                                           uint64_t seed) {
+                                                           const std::string& name,
+                                                           const SplitOptions& options) {
+  const int train_examples = options.train_examples, val_examples = options.val_examples;
+  const int test_examples = options.test_examples;
+  const uint64_t seed = options.seed;
   // The raw files of the last data set read are kept: every trial of a study reads the same one.
   static std::mutex mu;
   static std::string cached_dir;
@@ -123,8 +147,16 @@ absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(const std::string& da
       return absl::NotFoundError(absl::StrCat("data set \"", name, "\" not found: ", dir,
                                               " is not a directory (check --data_root)"));
     }
-    ASSIGN_OR_RETURN(ImageSet train, ReadIdx(dir + "/train-images-idx3-ubyte", dir + "/train-labels-idx1-ubyte"));
-    ASSIGN_OR_RETURN(ImageSet test, ReadIdx(dir + "/t10k-images-idx3-ubyte", dir + "/t10k-labels-idx1-ubyte"));
+    ImageSet train, test;
+    if (std::filesystem::exists(dir + "/data_batch_1.bin")) {
+      std::vector<std::string> batches;
+      for (int b = 1; b <= 5; ++b) batches.push_back(absl::StrCat(dir, "/data_batch_", b, ".bin"));
+      ASSIGN_OR_RETURN(train, ReadCifar(batches));
+      ASSIGN_OR_RETURN(test, ReadCifar({dir + "/test_batch.bin"}));
+    } else {
+      ASSIGN_OR_RETURN(train, ReadIdx(dir + "/train-images-idx3-ubyte", dir + "/train-labels-idx1-ubyte"));
+      ASSIGN_OR_RETURN(test, ReadIdx(dir + "/t10k-images-idx3-ubyte", dir + "/t10k-labels-idx1-ubyte"));
+    }
     if (train.height != test.height || train.width != test.width) {
       return absl::DataLossError(absl::StrCat("data set \"", name, "\": training images are ", train.height,
                                               "x", train.width, " but test images are ", test.height, "x",
@@ -158,7 +190,23 @@ absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(const std::string& da
   }
   const int64_t n_train = train_examples > 0 ? train_examples : available;
   auto split = std::make_shared<DataSplit>();
-  split->train = Subset(train, std::vector<int64_t>(perm.begin(), perm.begin() + n_train));
+  std::vector<int64_t> train_idx(perm.begin(), perm.begin() + n_train);
+  if (!options.imbalance_classes.empty() && options.imbalance_keep < 1.0) {
+    // Keep the first imbalance_keep of each listed class's images (in permutation order).
+    std::map<int, int64_t> total, kept;
+    for (int64_t i : train_idx) ++total[train.labels[i]];
+    std::vector<int64_t> filtered;
+    for (int64_t i : train_idx) {
+      const int c = train.labels[i];
+      const bool listed = std::find(options.imbalance_classes.begin(), options.imbalance_classes.end(), c) !=
+                          options.imbalance_classes.end();
+      if (listed && kept[c] >= std::max<int64_t>(1, std::llround(options.imbalance_keep * total[c]))) continue;
+      ++kept[c];
+      filtered.push_back(i);
+    }
+    train_idx = std::move(filtered);
+  }
+  split->train = Subset(train, train_idx);
   split->val = Subset(train, std::vector<int64_t>(perm.end() - val_examples, perm.end()));
   const int64_t n_test = test_examples > 0 ? std::min<int64_t>(test_examples, test.count) : test.count;
   std::vector<int64_t> test_idx(n_test);

@@ -27,18 +27,34 @@ struct ImageSet {
 [[nodiscard]] absl::StatusOr<ImageSet> ReadIdx(const std::string& images_path,
                                                const std::string& labels_path);
 
+// Reads the CIFAR-10 binary format: DIR/data_batch_{1..5}.bin (training) or
+// DIR/test_batch.bin, records of 1 label byte + 3x32x32 pixel bytes (CHW).
+[[nodiscard]] absl::StatusOr<ImageSet> ReadCifar(const std::vector<std::string>& files);
+
 struct DataSplit {
   ImageSet train, val, test;
 };
 
-// Loads DATA_ROOT/NAME/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] and
+struct SplitOptions {
+  int train_examples = 0;   // 0: all that remain after validation
+  int val_examples = 10000;
+  int test_examples = 0;    // 0: all
+  uint64_t seed = 0;
+  // Make the training split imbalanced on purpose: keep only this fraction of
+  // these classes' training images (validation and test stay representative).
+  std::vector<int> imbalance_classes;
+  double imbalance_keep = 1.0;
+};
+
+// Loads DATA_ROOT/NAME/ in the IDX format ({train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz])
+// or, when DATA_ROOT/NAME/data_batch_1.bin exists, the CIFAR-10 binary format, and
 // splits the training file with a permutation fixed by `seed`: the last
 // `val_examples` images of the permutation are validation, the first
 // `train_examples` (0: all the rest) are training. `test_examples` (0: all)
-// are taken from the start of the t10k files; they are never used to choose anything.
-[[nodiscard]] absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(
-    const std::string& data_root, const std::string& name, int train_examples, int val_examples,
-    int test_examples, uint64_t seed);
+// are taken from the start of the test files; they are never used to choose anything.
+[[nodiscard]] absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(const std::string& data_root,
+                                                                         const std::string& name,
+                                                                         const SplitOptions& options);
 
 // Copies the images at `indices` of `src` into a new set.
 ImageSet Subset(const ImageSet& src, const std::vector<int64_t>& indices);
