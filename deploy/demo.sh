@@ -2,10 +2,12 @@
 # The demo: installs, builds, starts hpo-server and two hpo-workers on this machine, runs
 # examples/fmnist-quick.json on Fashion-MNIST, shows progress live, prints the trials and the best one.
 # Everything it started is stopped when it ends or is interrupted.
-#   deploy/demo.sh [SPEC]     (default examples/fmnist-quick.json)
+#   deploy/demo.sh [SPEC [PARAMS]]   (default examples/fmnist-quick.json; PARAMS: a JSON object of
+#                                     parameters queued as the first trial, e.g. a baseline to beat)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPEC=${1:-examples/fmnist-quick.json}
+BASELINE=${2:-}
 
 bash deploy/install-deps.sh
 bash deploy/build.sh
@@ -29,17 +31,19 @@ for _ in $(seq 100); do [ -s "$RUN/port" ] && break; sleep 0.1; done
 [ -s "$RUN/port" ] || { echo "demo: hpo-server did not start; see $RUN/server.log" >&2; cat "$RUN/server.log" >&2; exit 1; }
 ADDR="127.0.0.1:$(cat "$RUN/port")"
 echo "demo: hpo-server on $ADDR (database $RUN/hpo.db)"
+CTL="build/client/hpoctl --coordinator=$ADDR"
+START=$(date +%s)
+STUDY=$($CTL create "$SPEC" | tail -n 1)
+echo "demo: created study $STUDY from $SPEC"
+if [ -n "$BASELINE" ]; then
+  $CTL enqueue "$STUDY" "$BASELINE"
+fi
 for i in 1 2; do
   build/worker/hpo-worker --coordinator="$ADDR" --threads="$THREADS" --worker_id="worker-$i" \
     --data_root=/usr/share/datasets >"$RUN/worker-$i.log" 2>&1 &
   PIDS+=($!)
 done
-echo "demo: 2 workers with $THREADS LibTorch thread(s) each"
-
-CTL="build/client/hpoctl --coordinator=$ADDR"
-START=$(date +%s)
-STUDY=$($CTL create "$SPEC" | tail -n 1)
-echo "demo: created study $STUDY from $SPEC; watching (Ctrl-C stops everything)"
+echo "demo: 2 workers with $THREADS LibTorch thread(s) each; watching (Ctrl-C stops everything)"
 $CTL watch "$STUDY"
 END=$(date +%s)
 echo
