@@ -288,7 +288,7 @@ def hpo_trial(c, study, f, ask_timeout):
 def hpo_latency(addr, sname, fname, n, asks, log):
     _, f, _ = FUNCTIONS[fname]
     sampler = ({"type": "random", "seed": 0} if sname == "random"
-               else {"type": "tpe", "seed": 0, "n_startup_trials": n})
+               else {"type": sname, "seed": 0, "n_startup_trials": n})
     spec = hpo_spec(fname, sampler, n + asks, f"latency-{sname}-{n}")
     try:
         study = hpo_client.create_study(addr, spec)
@@ -371,6 +371,9 @@ def main():
     ap.add_argument("--checkpoints", default="25,50,100",
                     help="report the best value after these many trials (those <= --trials, plus --trials)")
     ap.add_argument("--functions", default=",".join(FUNCTIONS), help="branin,hartmann6")
+    ap.add_argument("--gp-latency-sizes", default="100,300,1000",
+                    help="with --latency: completed trials before the timed gp asks ('' skips)")
+    ap.add_argument("--gp-latency-asks", type=int, default=10)
     ap.add_argument("--hpo-samplers", default="random,tpe,tpe-univariate,gp",
                     help=f"of {','.join(HPO_SAMPLERS)}")
     ap.add_argument("--optuna-samplers", default=",".join(OPTUNA_SAMPLERS),
@@ -458,6 +461,10 @@ def main():
                 for sname in ("random", "tpe"):
                     r = optuna_latency(optuna, sname, args.latency_function, n, args.latency_asks, log)
                     lat["results"].append({"sampler": f"optuna {sname} (study.ask, in memory)", "n": n, **r})
+            # The GP's cost grows with the study: 100, 300 and 1,000 trials by default (fewer asks).
+            for n in [int(x) for x in args.gp_latency_sizes.split(",") if x]:
+                r = hpo_latency(server.addr, "gp", args.latency_function, n, args.gp_latency_asks, log)
+                lat["results"].append({"sampler": "hpo gp (AskTrial over gRPC)", "n": n, **r})
     finally:
         server.close()
 

@@ -321,12 +321,13 @@ absl::StatusOr<StudySpec> ParseStudySpec(const std::string& json_text) {
 
   spec.sampler = j.value("sampler", json{{"type", "random"}});
   spec.pruner = j.value("pruner", json{{"type", "none"}});
-  for (const char* section : {"sampler", "pruner"}) {
-    const json& s = section[0] == 's' ? spec.sampler : spec.pruner;
-    if (!s.is_object() || !s.contains("type") || !s.at("type").is_string()) {
-      return Invalid(absl::StrCat(section, " must be an object with a string \"type\", e.g. {\"type\": \"",
-                                  section[0] == 's' ? "random" : "median", "\"}"));
-    }
+  if (!spec.sampler.is_object() || !spec.sampler.contains("type") || !spec.sampler.at("type").is_string()) {
+    return Invalid("sampler must be an object with a string \"type\", e.g. {\"type\": \"tpe\"}");
+  }
+  if (!spec.pruner.is_array() &&
+      (!spec.pruner.is_object() || !spec.pruner.contains("type") || !spec.pruner.at("type").is_string())) {
+    return Invalid("pruner must be an object with a string \"type\" (e.g. {\"type\": \"asha\"}), or a list "
+                   "of them (pruned when any says so)");
   }
   if (spec.sampler.contains("seed")) {
     const json& seed = spec.sampler.at("seed");

@@ -97,7 +97,13 @@ void ToProto(const Study& s, hpo::v1::Study* out) {
   }
   ToProto(s.spec.task, out->mutable_task());
   out->set_sampler(s.spec.sampler.value("type", ""));
-  out->set_pruner(s.spec.pruner.value("type", ""));
+  if (s.spec.pruner.is_array()) {
+    std::string names;
+    for (const auto& p : s.spec.pruner) names += (names.empty() ? "" : "+") + p.value("type", std::string());
+    out->set_pruner(names);
+  } else {
+    out->set_pruner(s.spec.pruner.value("type", ""));
+  }
   out->set_created_unix_ms(Ms(s.created));
   out->set_seed(s.seed);
 }

@@ -5,79 +5,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/core/option_reader.h"
 #include "server/sampler/gp_sampler.h"
 #include "server/sampler/grid_sampler.h"
 #include "server/sampler/random_sampler.h"
 #include "server/sampler/tpe_sampler.h"
 
 namespace hpo::server {
-namespace {
-
-// Typed options of a sampler section: unknown keys and bad values are refused with the reason.
-class Options {
- public:
-  Options(const nlohmann::json& cfg, std::string type) : cfg_(cfg), type_(std::move(type)) {}
-
-  template <typename T>
-  Options& Read(const char* key, T* out, double min, double max) {
-    known_.push_back(key);
-    if (!status_.ok() || !cfg_.contains(key)) return *this;
-    const nlohmann::json& v = cfg_.at(key);
-    if constexpr (std::is_same_v<T, bool>) {
-      if (!v.is_boolean()) {
-        status_ = absl::InvalidArgumentError(absl::StrCat("sampler.", key, " must be true or false"));
-      } else {
-        *out = v.get<bool>();
-      }
-    } else {
-      const bool integral = std::is_integral_v<T>;
-      if (!v.is_number() || (integral && !v.is_number_integer()) || v.get<double>() < min || v.get<double>() > max) {
-        status_ = absl::InvalidArgumentError(absl::StrCat("sampler.", key, " must be ", integral ? "an integer" : "a number",
-                                                          " in [", min, ", ", max, "] (got ", v.dump(), ")"));
-      } else {
-        *out = v.get<T>();
-      }
-    }
-    return *this;
-  }
-
-  absl::Status Done() {
-    if (!status_.ok()) return status_;
-    known_.push_back("type");
-    known_.push_back("seed");
-    for (const auto& [key, value] : cfg_.items()) {
-      if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("sampler: unknown option \"", key, "\" for the ", type_,
-                                                       " sampler; it takes ", absl::StrJoin(known_, ", ")));
-      }
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  const nlohmann::json& cfg_;
-  std::string type_;
-  std::vector<std::string> known_;
-  absl::Status status_;
-};
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const StudySpec& spec) {
   const nlohmann::json& cfg = spec.sampler;
   const std::string type = cfg.at("type").get<std::string>();
   if (type == "random") {
-    for (const auto& [key, value] : cfg.items()) {
-      if (key != "type" && key != "seed") {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sampler: unknown option \"", key, "\" for the random sampler; it takes only seed"));
-      }
-    }
+    if (auto s = OptionReader(cfg, "sampler", type).Done(); !s.ok()) return s;
     return NewRandomSampler();
   }
   if (type == "tpe") {
     TpeOptions o;
-    Options opts(cfg, type);
+    OptionReader opts(cfg, "sampler", type);
     opts.Read("n_startup_trials", &o.n_startup_trials, 0, 1e7)
         .Read("n_ei_candidates", &o.n_ei_candidates, 1, 10000)
         .Read("gamma", &o.gamma, 0.01, 0.99)
@@ -91,7 +36,7 @@ absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const StudySpec& spec) {
   }
   if (type == "gp") {
     GpOptions o;
-    Options opts(cfg, type);
+    OptionReader opts(cfg, "sampler", type);
     opts.Read("n_startup_trials", &o.n_startup_trials, 2, 1e7)
         .Read("n_candidates", &o.n_candidates, 10, 1e6)
         .Read("n_refine", &o.n_refine, 1, 100)
@@ -101,12 +46,7 @@ absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const StudySpec& spec) {
     return NewGpSampler(o);
   }
   if (type == "grid") {
-    for (const auto& [key, value] : cfg.items()) {
-      if (key != "type" && key != "seed") {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "sampler: unknown option \"", key, "\" for the grid sampler; it takes only seed"));
-      }
-    }
+    if (auto s = OptionReader(cfg, "sampler", type).Done(); !s.ok()) return s;
     return NewGridSampler(spec);
   }
   return absl::InvalidArgumentError(
