@@ -240,6 +240,36 @@ TEST_F(EndToEndTest, TwoWorkersFinishAStudyWithPruningAndTheBestTrialAgreesWithT
   EXPECT_NE(human.out.find("median rule"), std::string::npos) << human.out;
 }
 
+TEST_F(EndToEndTest, AshaWithPatienceAndTpeShowWhichTrialsStoppedAndWhy) {
+  StartServer();
+  StartWorker("w1");
+  StartWorker("w2");
+  json spec = SmallSpec(8, 3);
+  spec["sampler"] = {{"type", "tpe"}, {"seed", 3}, {"n_startup_trials", 4}};
+  spec["pruner"] = json::array({{{"type", "asha"}, {"min_resource", 1}, {"reduction_factor", 2}},
+                                {{"type", "patience"}, {"patience", 2}}});
+  const int64_t study = Create(spec);
+  ASSERT_EQ(Ctl({"watch", std::to_string(study)}, seconds(400)).exit_code, 0);
+  json trials = TrialsJson(study);
+  ASSERT_EQ(trials.size(), 8u);
+  int pruned = 0;
+  std::string a_reason;
+  for (const auto& t : trials) {
+    if (t["state"] != "PRUNED") continue;
+    ++pruned;
+    a_reason = t["reason"];
+    const std::string reason = t["reason"];
+    EXPECT_TRUE(reason.find("asha rung") != std::string::npos || reason.find("patience") != std::string::npos)
+        << reason;
+    EXPECT_EQ(t["measurements"].size(), t["values"].size());
+    EXPECT_LT(t["values"].size(), 3u + 1);
+  }
+  EXPECT_GE(pruned, 1) << trials.dump(1);
+  CommandResult human = Ctl({"trials", std::to_string(study)});
+  EXPECT_NE(human.out.find(a_reason), std::string::npos) << human.out;
+  EXPECT_EQ(ShowJson(study)["pruner"], "asha+patience");
+}
+
 TEST_F(EndToEndTest, BadInputIsRefusedWithAClearStatusAndTheServerKeepsServing) {
   StartServer();
   struct Case {
