@@ -11,6 +11,7 @@ BASELINE=${2:-}
 
 bash deploy/install-deps.sh
 bash deploy/build.sh
+B=${BUILD_DIR:-build}
 
 RUN=$(mktemp -d /tmp/hpo-demo.XXXXXX)
 PIDS=()
@@ -25,13 +26,13 @@ trap 'exit 130' INT TERM
 
 CORES=$(nproc)
 THREADS=$(( CORES / 2 > 0 ? CORES / 2 : 1 ))
-build/server/hpo-server --listen=127.0.0.1:0 --port_file="$RUN/port" --db="$RUN/hpo.db" >"$RUN/server.log" 2>&1 &
+"$B"/server/hpo-server --listen=127.0.0.1:0 --port_file="$RUN/port" --db="$RUN/hpo.db" >"$RUN/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$RUN/port" ] && break; sleep 0.1; done
 [ -s "$RUN/port" ] || { echo "demo: hpo-server did not start; see $RUN/server.log" >&2; cat "$RUN/server.log" >&2; exit 1; }
 ADDR="127.0.0.1:$(cat "$RUN/port")"
 echo "demo: hpo-server on $ADDR (database $RUN/hpo.db)"
-CTL="build/client/hpoctl --coordinator=$ADDR"
+CTL="$B/client/hpoctl --coordinator=$ADDR"
 START=$(date +%s)
 STUDY=$($CTL create "$SPEC" | tail -n 1)
 echo "demo: created study $STUDY from $SPEC"
@@ -39,7 +40,7 @@ if [ -n "$BASELINE" ]; then
   $CTL enqueue "$STUDY" "$BASELINE"
 fi
 for i in 1 2; do
-  build/worker/hpo-worker --coordinator="$ADDR" --threads="$THREADS" --worker_id="worker-$i" \
+  "$B"/worker/hpo-worker --coordinator="$ADDR" --threads="$THREADS" --worker_id="worker-$i" \
     --data_root=/usr/share/datasets >"$RUN/worker-$i.log" 2>&1 &
   PIDS+=($!)
 done

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
 bash deploy/build.sh
-cd build
+cd "${BUILD_DIR:-build}"
 ctest --output-on-failure -j2 "$@"

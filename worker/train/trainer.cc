@@ -65,9 +65,14 @@ struct Net : torch::nn::Module {
       h = h + 2 * pad - c.kernel_size + 1;
       w = w + 2 * pad - c.kernel_size + 1;
       if (c.batch_norm) features->push_back(torch::nn::BatchNorm2d(out));
+      // Max-pooling commutes with a non-decreasing activation (relu, elu): pooling first
+      // computes the activation, and its gradient, on a quarter of the values.
+      const bool pool = h >= 2 && w >= 2;  // never pool a feature map below 1x1
+      const bool pool_first = pool && c.activation != "gelu";
+      if (pool_first) features->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
       features->push_back(Activation(c.activation));
-      if (h >= 2 && w >= 2) {  // never pool a feature map below 1x1
-        features->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
+      if (pool && !pool_first) features->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
+      if (pool) {
         h /= 2;
         w /= 2;
       }
@@ -173,8 +178,8 @@ Eval Evaluate(Net& net, const Tensors& t, const torch::Tensor& mean, const torch
   e.confusion.assign(classes, std::vector<int64_t>(classes, 0));
   auto conf = torch::zeros({classes * classes}, torch::kInt64);
   double loss_sum = 0;
-  for (int64_t i = 0; i < n; i += 1000) {
-    const int64_t end = std::min(n, i + 1000);
+  for (int64_t i = 0; i < n; i += 256) {  // small batches keep the activations' memory low
+    const int64_t end = std::min(n, i + 256);
     auto x = (t.images.slice(0, i, end).to(torch::kFloat32).div_(255.0) - mean) / std;
     auto y = t.labels.slice(0, i, end);
     auto logits = net.forward(x);
