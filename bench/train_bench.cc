@@ -22,6 +22,9 @@ ABSL_FLAG(int, epochs, 3, "epochs");
 ABSL_FLAG(int, threads, 2, "LibTorch threads");
 ABSL_FLAG(int, seed, 0, "seed");
 ABSL_FLAG(int, batch, 128, "batch size");
+ABSL_FLAG(int, filters, 32, "filters of the first block (the anchor: 32)");
+ABSL_FLAG(int, conv_blocks, 2, "conv blocks (the anchor: 2)");
+ABSL_FLAG(std::string, optimizer, "adam", "optimizer (the anchor: adam)");
 ABSL_FLAG(bool, malloc_tuning, true, "raise glibc's mmap/trim thresholds, as hpo-worker does");
 
 int main(int argc, char** argv) {
@@ -41,13 +44,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   hpo::worker::CnnConfig c;  // the anchor's model
-  c.conv_blocks = 2;
-  c.filters = 32;
+  c.conv_blocks = absl::GetFlag(FLAGS_conv_blocks);
+  c.filters = absl::GetFlag(FLAGS_filters);
+  c.optimizer = absl::GetFlag(FLAGS_optimizer);
   c.kernel_size = 3;
   c.dense_units = 128;
   c.batch_size = absl::GetFlag(FLAGS_batch);
   c.learning_rate = 1e-3;
-  c.optimizer = "adam";
   c.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
   hpo::worker::TrainOptions o;
   o.max_epochs = absl::GetFlag(FLAGS_epochs);
