@@ -25,6 +25,7 @@ ABSL_FLAG(int, batch, 128, "batch size");
 ABSL_FLAG(int, filters, 32, "filters of the first block (the anchor: 32)");
 ABSL_FLAG(int, conv_blocks, 2, "conv blocks (the anchor: 2)");
 ABSL_FLAG(std::string, optimizer, "adam", "optimizer (the anchor: adam)");
+ABSL_FLAG(bool, augment, false, "augment every batch: rotation 10, shift 0.1, zoom 0.1, shear 5, flips");
 ABSL_FLAG(bool, malloc_tuning, true, "raise glibc's mmap/trim thresholds, as hpo-worker does");
 
 int main(int argc, char** argv) {
@@ -52,6 +53,13 @@ int main(int argc, char** argv) {
   c.batch_size = absl::GetFlag(FLAGS_batch);
   c.learning_rate = 1e-3;
   c.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
+  if (absl::GetFlag(FLAGS_augment)) {
+    c.aug_rotation = 10;
+    c.aug_shift = 0.1;
+    c.aug_zoom = 0.1;
+    c.aug_shear = 5;
+    c.aug_hflip = true;
+  }
   hpo::worker::TrainOptions o;
   o.max_epochs = absl::GetFlag(FLAGS_epochs);
   nlohmann::json epochs = nlohmann::json::array();

@@ -25,9 +25,9 @@ TRAIN_FLOP_PER_IMAGE = 3 * 8.48e6
 PEAK_FLOPS = 520e9  # the 2 cores' fp32 multiply-add peak (AVX-512), ../shared/anchors/README.md
 
 
-def run_hpo(args, seed):
+def run_hpo(args, seed, augment=False):
     cmd = [args.hpo_bench, f"--threads={args.threads}", f"--epochs={args.epochs}", f"--seed={seed}",
-           f"--train={args.train}", f"--val={args.val}"]
+           f"--train={args.train}", f"--val={args.val}", f"--augment={'true' if augment else 'false'}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -52,7 +52,21 @@ def main():
     ap.add_argument("--hpo-bench", default=os.path.join(ROOT, "build", "bench", "hpo-train-bench"))
     ap.add_argument("--anchor", default=os.path.join(ROOT, "..", "shared", "anchors", "torch_fmnist.py"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "train_bench.json"))
+    ap.add_argument("--augmentation", action="store_true",
+                    help="instead: hpo's images/s with and without on-the-fly augmentation (rotation 10, shift "
+                         "0.1, zoom 0.1, shear 5, flips), alternately, and the cost")
     args = ap.parse_args()
+    if args.augmentation:
+        plain, augmented = [], []
+        for seed in range(args.seeds):
+            for flag, into in ((False, plain), (True, augmented)):
+                r = run_hpo(args, seed, augment=flag)
+                into.append(statistics.mean(h["train_img_per_s"] for h in r["history"]))
+                print(f"seed {seed} augment={flag}: {into[-1]:.0f} train img/s", flush=True)
+        cost = 1 - statistics.mean(augmented) / statistics.mean(plain)
+        print(f"augmentation costs {100 * cost:.1f}% of the un-augmented throughput "
+              f"({statistics.mean(augmented):.0f} vs {statistics.mean(plain):.0f} img/s)")
+        return 0
     rows = []
     for seed in range(args.seeds):
         for name, fn in (("hpo", run_hpo), ("pytorch", run_anchor)):
