@@ -26,11 +26,15 @@ ABSL_FLAG(int, filters, 32, "filters of the first block (the anchor: 32)");
 ABSL_FLAG(int, conv_blocks, 2, "conv blocks (the anchor: 2)");
 ABSL_FLAG(std::string, optimizer, "adam", "optimizer (the anchor: adam)");
 ABSL_FLAG(bool, augment, false, "augment every batch: rotation 10, shift 0.1, zoom 0.1, shear 5, flips");
+ABSL_FLAG(bool, mkldnn, true, "let LibTorch use oneDNN convolutions");
+ABSL_FLAG(bool, flush_denormal, false, "flush denormal floats to zero");
 ABSL_FLAG(bool, malloc_tuning, true, "raise glibc's mmap/trim thresholds, as hpo-worker does");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   torch::set_num_threads(absl::GetFlag(FLAGS_threads));
+  at::globalContext().setUserEnabledMkldnn(absl::GetFlag(FLAGS_mkldnn));
+  if (absl::GetFlag(FLAGS_flush_denormal)) at::globalContext().setFlushDenormal(true);
   if (absl::GetFlag(FLAGS_malloc_tuning)) {
     mallopt(M_MMAP_THRESHOLD, 256 << 20);
     mallopt(M_TRIM_THRESHOLD, 512 << 20);
