@@ -363,6 +363,34 @@ absl::Status Enqueue(Context& ctx, const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+absl::Status Diagnose(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "diagnose");
+  if (!id.ok()) return id.status();
+  hpo::v1::DiagnoseStudyRequest req;
+  req.set_study_id(*id);
+  if (ctx.trial >= 0) {
+    req.set_has_trial(true);
+    req.set_trial(ctx.trial);
+  }
+  hpo::v1::DiagnoseStudyResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->DiagnoseStudy(c, req, &resp); });
+  if (!s.ok()) return s;
+  if (ctx.json) {
+    json out = json::array();
+    for (const auto& f : resp.findings()) {
+      out.push_back({{"cause", f.cause()}, {"evidence", f.evidence()}, {"suggestion", f.suggestion()}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return absl::OkStatus();
+  }
+  int k = 0;
+  for (const auto& f : resp.findings()) {
+    std::cout << ++k << ". " << f.cause() << "\n   evidence: " << f.evidence() << "\n   try: " << f.suggestion()
+              << "\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Stop(Context& ctx, const std::vector<std::string>& args) {
   auto id = ParseStudyId(args, "stop");
   if (!id.ok()) return id.status();
@@ -483,9 +511,10 @@ absl::Status RunCommand(Context& ctx, const std::string& command, const std::vec
   if (command == "watch") return Watch(ctx, args);
   if (command == "stop") return Stop(ctx, args);
   if (command == "enqueue") return Enqueue(ctx, args);
+  if (command == "diagnose") return Diagnose(ctx, args);
   return absl::InvalidArgumentError(absl::StrCat(
       "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop, "
-      "enqueue (hpoctl --help)"));
+      "enqueue, diagnose (hpoctl --help)"));
 }
 
 }  // namespace hpo::client

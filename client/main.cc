@@ -14,6 +14,7 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "address of hpo-server (H
 ABSL_FLAG(bool, json, false, "print machine-readable JSON");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "deadline of each RPC");
 ABSL_FLAG(absl::Duration, interval, absl::Seconds(1), "watch: how often to poll");
+ABSL_FLAG(int, trial, -1, "diagnose: judge this trial number instead of the best one");
 
 namespace {
 constexpr char kUsage[] = R"(hpoctl [--coordinator=HOST:PORT] [--json] COMMAND [ARGS]
@@ -26,6 +27,8 @@ Commands:
   best STUDY      the best completed trial
   watch STUDY     follow a study live; returns (exit 0) when it is finished
   stop STUDY      stop a study: no new trials, running ones are failed
+  diagnose STUDY [--trial=N]
+                  why validation accuracy is not improving: causes with their evidence
   enqueue STUDY FILE
                   queue a trial with the parameters in FILE (a JSON object), handed out first
 
@@ -44,6 +47,7 @@ int main(int argc, char** argv) {
   ctx.json = absl::GetFlag(FLAGS_json);
   ctx.timeout = absl::GetFlag(FLAGS_timeout);
   ctx.watch_interval = absl::GetFlag(FLAGS_interval);
+  ctx.trial = absl::GetFlag(FLAGS_trial);
   ctx.stub = hpo::v1::Coordinator::NewStub(
       grpc::CreateChannel(ctx.address, grpc::InsecureChannelCredentials()));
   const std::string command = positional[1];

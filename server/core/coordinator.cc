@@ -162,6 +162,16 @@ absl::Status Coordinator::FillParams(Entry& e, Trial& t) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<Finding>> Coordinator::Diagnose(int64_t study_id, int trial) const {
+  absl::MutexLock lock(&mu_);
+  auto it = studies_.find(study_id);
+  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  if (trial >= static_cast<int>(it->second.study.trials.size())) {
+    return absl::NotFoundError(absl::StrCat("study ", study_id, " has no trial ", trial));
+  }
+  return hpo::server::Diagnose(it->second.study, trial);
+}
+
 absl::StatusOr<Trial> Coordinator::EnqueueTrial(int64_t study_id, const std::string& params_json) {
   nlohmann::json j = nlohmann::json::parse(params_json, nullptr, false);
   if (!j.is_object()) {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/clock.h"
+#include "server/core/diagnosis.h"
 #include "server/core/types.h"
 #include "server/pruner/pruner.h"
 #include "server/sampler/sampler.h"
@@ -63,6 +64,8 @@ class Coordinator {
   [[nodiscard]] absl::StatusOr<Study> StopStudy(int64_t study_id);
   // kNotFound when the study is unknown or has no completed trial.
   [[nodiscard]] absl::StatusOr<Trial> BestTrial(int64_t study_id) const;
+  // Findings about `study_id` (see diagnosis.h); `trial` < 0 judges the best trial.
+  [[nodiscard]] absl::StatusOr<std::vector<Finding>> Diagnose(int64_t study_id, int trial) const;
   // Queues a trial with the given parameters (a JSON object name -> value; any
   // active parameter left out is sampled when the trial is handed out). It is
   // handed out before any sampled trial and uses one of max_trials.

@@ -122,6 +122,21 @@ grpc::ServerUnaryReactor* CoordinatorService::GetBestTrial(grpc::CallbackServerC
   return Done(ctx, t.status());
 }
 
+grpc::ServerUnaryReactor* CoordinatorService::DiagnoseStudy(grpc::CallbackServerContext* ctx,
+                                                            const hpo::v1::DiagnoseStudyRequest* req,
+                                                            hpo::v1::DiagnoseStudyResponse* resp) {
+  auto findings = c_->Diagnose(req->study_id(), req->has_trial() ? req->trial() : -1);
+  if (findings.ok()) {
+    for (const Finding& f : *findings) {
+      auto* pf = resp->add_findings();
+      pf->set_cause(f.cause);
+      pf->set_evidence(f.evidence);
+      pf->set_suggestion(f.suggestion);
+    }
+  }
+  return Done(ctx, findings.status());
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::EnqueueTrial(grpc::CallbackServerContext* ctx,
                                                            const hpo::v1::EnqueueTrialRequest* req,
                                                            hpo::v1::EnqueueTrialResponse* resp) {

@@ -28,6 +28,9 @@ class CoordinatorService final : public hpo::v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* GetBestTrial(grpc::CallbackServerContext* ctx,
                                          const hpo::v1::GetBestTrialRequest* req,
                                          hpo::v1::GetBestTrialResponse* resp) override;
+  grpc::ServerUnaryReactor* DiagnoseStudy(grpc::CallbackServerContext* ctx,
+                                          const hpo::v1::DiagnoseStudyRequest* req,
+                                          hpo::v1::DiagnoseStudyResponse* resp) override;
   grpc::ServerUnaryReactor* EnqueueTrial(grpc::CallbackServerContext* ctx,
                                          const hpo::v1::EnqueueTrialRequest* req,
                                          hpo::v1::EnqueueTrialResponse* resp) override;

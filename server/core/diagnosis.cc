@@ -1,0 +1,274 @@
+#include "server/core/diagnosis.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "server/core/study_summary.h"
+
+namespace hpo::server {
+namespace {
+
+double Metric(const Measurement& m, const char* name, double fallback) {
+  auto it = m.metrics.find(name);
+  return it == m.metrics.end() ? fallback : it->second;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double Number(const ParamValue& v) {
+  if (auto* d = std::get_if<double>(&v)) return *d;
+  if (auto* i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
+  return NAN;
+}
+
+// Validation recall per class from a trial's final metrics ("val_recall/<c>").
+std::map<int, double> Recalls(const Trial& t) {
+  std::map<int, double> out;
+  for (const auto& [k, v] : t.final_metrics) {
+    int c = 0;
+    if (std::sscanf(k.c_str(), "val_recall/%d", &c) == 1) out[c] = v;
+  }
+  return out;
+}
+
+std::vector<const Trial*> Finished(const Study& s) {
+  std::vector<const Trial*> out;
+  for (const Trial& t : s.trials) {
+    if ((t.state == TrialState::kCompleted || t.state == TrialState::kPruned) && !t.measurements.empty()) {
+      out.push_back(&t);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<Finding> CheckOverfitting(const Trial& t) {
+  if (t.measurements.size() < 2) return std::nullopt;
+  double best_val = -1;
+  int best_epoch = 0;
+  for (const Measurement& m : t.measurements) {
+    const double v = Metric(m, "val_accuracy", m.value);
+    if (v > best_val) {
+      best_val = v;
+      best_epoch = m.step;
+    }
+  }
+  const Measurement& last = t.measurements.back();
+  const double train = Metric(last, "train_accuracy", NAN);
+  if (std::isnan(train) || train - best_val <= kOverfitGap || best_epoch == last.step) return std::nullopt;
+  return Finding{"overfitting",
+                 absl::StrFormat("trial %d: training accuracy %.3f at epoch %d vs best validation accuracy %.3f "
+                                 "(epoch %d); the gap is %.3f and validation has not improved since epoch %d",
+                                 t.number, train, last.step, best_val, best_epoch, train - best_val, best_epoch),
+                 absl::StrFormat("add regularization (dropout, weight_decay, label_smoothing) or augmentation "
+                                 "(aug_shift, aug_rotation), or stop at epoch %d (patience)",
+                                 best_epoch),
+                 2.0 + (train - best_val)};
+}
+
+std::optional<Finding> CheckUnderfitting(const Trial& t) {
+  const auto& ms = t.measurements;
+  if (ms.size() < 2) return std::nullopt;
+  const double last = Metric(ms.back(), "train_accuracy", NAN);
+  const double before = Metric(ms[ms.size() - 2], "train_accuracy", NAN);
+  if (std::isnan(last) || std::isnan(before) || last >= kUnderfitTrain || last - before >= kUnderfitSlope) {
+    return std::nullopt;
+  }
+  return Finding{"underfitting",
+                 absl::StrFormat("trial %d: training accuracy only %.3f at epoch %d and flat (%+.3f over the last "
+                                 "epoch): the model cannot even fit its training data",
+                                 t.number, last, ms.back().step, last - before),
+                 "more capacity (conv_blocks, filters, dense_units), less dropout, or a higher learning rate",
+                 2.0 + (kUnderfitTrain - last)};
+}
+
+std::optional<Finding> CheckLearningRate(const Study& s) {
+  std::vector<double> stuck_lr, other_lr;
+  std::vector<std::string> stuck_names;
+  int classes = 0;
+  for (const Trial& t : s.trials) classes = std::max<int>(classes, static_cast<int>(Recalls(t).size()));
+  const double chance = classes > 0 ? 1.0 / classes : 0.1;
+  for (const Trial* t : Finished(s)) {
+    auto lr = t->params.find("learning_rate");
+    if (lr == t->params.end()) continue;
+    double best = 0;
+    for (const Measurement& m : t->measurements) best = std::max(best, Metric(m, "val_accuracy", m.value));
+    if (best < chance + kChanceMargin) {
+      stuck_lr.push_back(Number(lr->second));
+      stuck_names.push_back(absl::StrFormat("%d (lr %.3g, best %.3f)", t->number, Number(lr->second), best));
+    } else {
+      other_lr.push_back(Number(lr->second));
+    }
+  }
+  if (stuck_lr.size() < 2 || other_lr.empty()) return std::nullopt;
+  const double ms = Median(stuck_lr), mo = Median(other_lr);
+  const bool high = ms > 3 * mo, low = ms < mo / 3;
+  if (!high && !low) return std::nullopt;
+  return Finding{high ? "learning rate too high (divergence)" : "learning rate too low",
+                 absl::StrFormat("%d trials never left chance level (%.2f): %s; their median learning rate %.3g "
+                                 "vs %.3g for the %d trials that learned",
+                                 static_cast<int>(stuck_lr.size()), chance, absl::StrJoin(stuck_names, ", "), ms, mo,
+                                 static_cast<int>(other_lr.size())),
+                 high ? absl::StrFormat("lower the learning_rate range's upper end below about %.3g", std::sqrt(ms * mo))
+                      : absl::StrFormat("raise the learning_rate range's lower end above about %.3g", std::sqrt(ms * mo)),
+                 2.0 + static_cast<double>(stuck_lr.size()) / (stuck_lr.size() + other_lr.size())};
+}
+
+std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t) {
+  const auto recalls = Recalls(t);
+  if (recalls.size() < 2) return std::nullopt;
+  double mean = 0;
+  for (const auto& [c, r] : recalls) mean += r / recalls.size();
+  std::vector<std::string> weak;
+  double worst = 1;
+  for (const auto& [c, r] : recalls) {
+    if (r < kRecallRatio * mean) weak.push_back(absl::StrFormat("class %d recall %.2f", c, r));
+    worst = std::min(worst, r / std::max(mean, 1e-9));
+  }
+  if (weak.empty()) return std::nullopt;
+  std::string evidence = absl::StrFormat("trial %d: %s, against a mean recall of %.2f", t.number,
+                                         absl::StrJoin(weak, ", "), mean);
+  if (!s.spec.task.imbalance_classes.empty()) {
+    absl::StrAppend(&evidence, absl::StrFormat("; the training split keeps only %.0f%% of classes %s",
+                                               100 * s.spec.task.imbalance_keep,
+                                               absl::StrJoin(s.spec.task.imbalance_classes, ", ")));
+  }
+  // Did trials that corrected for imbalance do better? Best and median of each group.
+  std::vector<double> corrected, plain;
+  const Trial *best_fix = nullptr, *best_plain = nullptr;
+  for (const Trial& o : s.trials) {
+    if (o.state != TrialState::kCompleted || !o.value) continue;
+    auto w = o.params.find("class_weighting");
+    auto smp = o.params.find("sampling");
+    const bool fix = (w != o.params.end() && w->second != ParamValue(std::string("none"))) ||
+                     (smp != o.params.end() && smp->second == ParamValue(std::string("balanced")));
+    (fix ? corrected : plain).push_back(*o.value);
+    const Trial*& best = fix ? best_fix : best_plain;
+    if (best == nullptr || Better(s.spec.direction, *o.value, *best->value)) best = &o;
+  }
+  if (!corrected.empty() && !plain.empty()) {
+    absl::StrAppend(&evidence, absl::StrFormat(
+                                   "; with class weighting or balanced sampling the best %s is %.3f (trial %d; "
+                                   "median %.3f over %d trials), without it %.3f (trial %d; median %.3f over %d)",
+                                   s.spec.metric, *best_fix->value, best_fix->number, Median(corrected),
+                                   static_cast<int>(corrected.size()), *best_plain->value, best_plain->number,
+                                   Median(plain), static_cast<int>(plain.size())));
+  }
+  return Finding{"class imbalance", evidence,
+                 "search class_weighting (inverse, sqrt_inverse) and sampling (balanced); optimize "
+                 "val_balanced_accuracy or val_macro_f1 rather than val_accuracy",
+                 2.0 + (1.0 - worst)};
+}
+
+std::vector<Finding> CheckRangeEdges(const Study& s, const Trial& best) {
+  std::vector<Finding> out;
+  for (const ParamSpec& p : s.spec.params) {
+    if (p.type == ParamType::kCategorical) continue;
+    auto it = best.params.find(p.name);
+    if (it == best.params.end()) continue;
+    const double v = Number(it->second);
+    const auto tr = [&](double x) { return p.log ? std::log(x) : x; };
+    const double u = (tr(v) - tr(p.low)) / (tr(p.high) - tr(p.low));
+    // A lower end at 0 (dropout, shifts) or at 1 for an int (one block) cannot move down.
+    const bool natural_floor = p.low <= 0 || (p.type == ParamType::kInt && p.low <= 1);
+    const bool at_low = u <= kEdgeFraction && !natural_floor, at_high = u >= 1 - kEdgeFraction;
+    if (!at_low && !at_high) continue;
+    // An int range whose edge is the task's own limit cannot be widened: still worth saying.
+    out.push_back(Finding{
+        "search space edge",
+        absl::StrFormat("trial %d has %s = %g, within %.0f%% of the %s end of [%g, %g]", best.number,
+                        p.name, v, 100 * kEdgeFraction, at_low ? "lower" : "upper", p.low, p.high),
+        absl::StrFormat("widen %s's range %s", p.name, at_low ? "downwards" : "upwards"), 1.0});
+  }
+  return out;
+}
+
+std::optional<Finding> ParameterImportance(const Study& s) {
+  std::vector<const Trial*> done;
+  for (const Trial& t : s.trials) {
+    if (t.state == TrialState::kCompleted && t.value) done.push_back(&t);
+  }
+  if (static_cast<int>(done.size()) < kMinTrialsForImportance) return std::nullopt;
+  double mean = 0;
+  for (const Trial* t : done) mean += *t->value / done.size();
+  double total = 0;
+  for (const Trial* t : done) total += (*t->value - mean) * (*t->value - mean);
+  if (total <= 0) return std::nullopt;
+  std::vector<std::pair<double, std::string>> shares;
+  for (const ParamSpec& p : s.spec.params) {
+    std::map<std::string, std::vector<double>> groups;
+    std::vector<double> xs;
+    for (const Trial* t : done) {
+      auto it = t->params.find(p.name);
+      if (it != t->params.end() && p.type != ParamType::kCategorical) xs.push_back(Number(it->second));
+    }
+    std::sort(xs.begin(), xs.end());
+    for (const Trial* t : done) {
+      auto it = t->params.find(p.name);
+      std::string key = "inactive";
+      if (it != t->params.end()) {
+        if (p.type == ParamType::kCategorical || xs.size() < 3) {
+          key = ToString(it->second);
+        } else {  // terciles
+          const double x = Number(it->second);
+          key = x <= xs[xs.size() / 3] ? "low" : x <= xs[2 * xs.size() / 3] ? "mid" : "high";
+        }
+      }
+      groups[key].push_back(*t->value);
+    }
+    double between = 0;
+    for (const auto& [k, vals] : groups) {
+      double m = 0;
+      for (double v : vals) m += v / vals.size();
+      between += vals.size() * (m - mean) * (m - mean);
+    }
+    shares.emplace_back(between / total, p.name);
+  }
+  std::sort(shares.rbegin(), shares.rend());
+  std::vector<std::string> parts;
+  for (const auto& [share, name] : shares) parts.push_back(absl::StrFormat("%s %.2f", name, share));
+  return Finding{"parameter importance",
+                 absl::StrFormat("share of the variance of %s between groups of each parameter's values "
+                                 "(one-way ANOVA eta squared; categorical values or numeric terciles; %d "
+                                 "completed trials): %s",
+                                 s.spec.metric, static_cast<int>(done.size()), absl::StrJoin(parts, ", ")),
+                 absl::StrFormat("narrow or fix the parameters that matter least; spend trials on %s",
+                                 shares.front().second),
+                 0.5};
+}
+
+std::vector<Finding> Diagnose(const Study& s, int trial) {
+  const Trial* t = nullptr;
+  if (trial >= 0 && trial < static_cast<int>(s.trials.size())) t = &s.trials[trial];
+  if (t == nullptr) t = FindBestTrial(s);
+  std::vector<Finding> out;
+  if (t != nullptr) {
+    for (auto f : {CheckOverfitting(*t), CheckUnderfitting(*t), CheckClassImbalance(s, *t)}) {
+      if (f) out.push_back(*f);
+    }
+    for (const Finding& f : CheckRangeEdges(s, *t)) out.push_back(f);
+  }
+  if (auto f = CheckLearningRate(s)) out.push_back(*f);
+  std::stable_sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) { return a.severity > b.severity; });
+  if (out.empty()) {
+    out.push_back(Finding{"nothing stands out",
+                          t == nullptr ? "no trial has completed yet"
+                                       : absl::StrFormat("trial %d shows no overfitting, underfitting or weak class, "
+                                                         "and no group of trials is stuck at chance",
+                                                         t->number),
+                          "run more trials, or widen the search space", 0});
+  }
+  if (auto f = ParameterImportance(s)) out.push_back(*f);
+  return out;
+}
+
+}  // namespace hpo::server

@@ -1,0 +1,61 @@
+// Why is validation accuracy not improving? Rules over a study's stored
+// curves and results. Each rule is a small pure function with a documented
+// threshold and returns a finding only with the figures behind it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/core/types.h"
+
+namespace hpo::server {
+
+struct Finding {
+  std::string cause;       // e.g. "overfitting"
+  std::string evidence;    // trials, epochs and figures that support it
+  std::string suggestion;  // what to try next
+  double severity = 0;     // for ordering: larger first
+};
+
+// Overfitting: the trial's training accuracy at its last epoch exceeds its
+// best validation accuracy by more than kOverfitGap (0.08) and validation
+// stopped improving (its best epoch is before the last).
+std::optional<Finding> CheckOverfitting(const Trial& t);
+inline constexpr double kOverfitGap = 0.08;
+
+// Underfitting: training accuracy at the last epoch below kUnderfitTrain (0.75)
+// and improving by less than kUnderfitSlope (0.01) per epoch over the last two.
+std::optional<Finding> CheckUnderfitting(const Trial& t);
+inline constexpr double kUnderfitTrain = 0.75;
+inline constexpr double kUnderfitSlope = 0.01;
+
+// Learning-rate trouble: finished trials whose best validation accuracy stayed
+// within kChanceMargin (0.05) of chance (1 / classes) are "stuck"; when at least
+// two trials are stuck and their median learning rate is more than 3x (or less
+// than 1/3 of) the median of the others, the rate is named as the cause.
+std::optional<Finding> CheckLearningRate(const Study& s);
+inline constexpr double kChanceMargin = 0.05;
+
+// Class imbalance: a class whose validation recall (best epoch) is below
+// kRecallRatio (0.6) of the mean recall; compares trials with and without
+// class_weighting / balanced sampling when the study searched them.
+std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t);
+inline constexpr double kRecallRatio = 0.6;
+
+// Search space: a numeric parameter of the best trial within kEdgeFraction (5%)
+// of an end of its range (log scale where declared): widen the range.
+std::vector<Finding> CheckRangeEdges(const Study& s, const Trial& best);
+inline constexpr double kEdgeFraction = 0.05;
+
+// Importance: for each parameter, the share of the completed trials' value
+// variance between groups (categorical values, or numeric terciles): one-way
+// ANOVA's eta squared. Needs at least kMinTrialsForImportance (8) completed trials.
+std::optional<Finding> ParameterImportance(const Study& s);
+inline constexpr int kMinTrialsForImportance = 8;
+
+// Every rule, strongest first; "nothing stands out" when none fires.
+// `trial`: judge that trial instead of the best one (-1: the best).
+std::vector<Finding> Diagnose(const Study& s, int trial);
+
+}  // namespace hpo::server

@@ -1,0 +1,127 @@
+// Each diagnosis rule on a study built to have (or not have) its problem.
+#include "server/core/diagnosis.h"
+
+#include <gtest/gtest.h>
+
+#include "server/core/study_spec.h"
+
+namespace hpo::server {
+namespace {
+
+using nlohmann::json;
+
+Study MakeStudy(const json& params = json::parse(R"([{"name": "learning_rate", "type": "float", "low": 0.0001, "high": 0.1, "log": true}])")) {
+  json spec = {{"name", "d"}, {"task", {{"type", "cnn"}, {"dataset", "x"}, {"max_epochs", 5}}}, {"max_trials", 50},
+               {"parameters", params}};
+  Study s;
+  s.spec = *ParseStudySpec(spec.dump());
+  return s;
+}
+
+// A completed trial with the given validation and training accuracies per epoch.
+Trial Curve(int number, const std::vector<double>& val, const std::vector<double>& train, double lr = 0.001) {
+  Trial t;
+  t.number = number;
+  t.id = number + 1;
+  t.state = TrialState::kCompleted;
+  t.params["learning_rate"] = lr;
+  for (size_t k = 0; k < val.size(); ++k) {
+    t.measurements.push_back({static_cast<int>(k + 1), val[k], {{"val_accuracy", val[k]}, {"train_accuracy", train[k]}}, {}});
+    if (!t.value || val[k] > *t.value) {
+      t.value = val[k];
+      t.best_step = static_cast<int>(k + 1);
+    }
+  }
+  return t;
+}
+
+bool Names(const std::vector<Finding>& fs, const std::string& cause) {
+  return !fs.empty() && fs.front().cause == cause;
+}
+
+TEST(DiagnosisTest, OverfittingNeedsAGapAndAStalledValidationCurve) {
+  auto f = CheckOverfitting(Curve(0, {0.80, 0.84, 0.83, 0.82}, {0.85, 0.93, 0.97, 0.99}));
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("epoch 2"), std::string::npos) << f->evidence;
+  EXPECT_NE(f->evidence.find("0.990"), std::string::npos) << f->evidence;
+  EXPECT_FALSE(CheckOverfitting(Curve(0, {0.80, 0.84, 0.86, 0.88}, {0.85, 0.93, 0.97, 0.99})));  // still improving
+  EXPECT_FALSE(CheckOverfitting(Curve(0, {0.80, 0.84, 0.83, 0.82}, {0.80, 0.85, 0.86, 0.87})));  // small gap
+}
+
+TEST(DiagnosisTest, UnderfittingIsLowAndFlatTrainingAccuracy) {
+  EXPECT_TRUE(CheckUnderfitting(Curve(0, {0.5, 0.55, 0.56}, {0.52, 0.56, 0.562})));
+  EXPECT_FALSE(CheckUnderfitting(Curve(0, {0.5, 0.55, 0.6}, {0.52, 0.56, 0.62})));  // still climbing
+  EXPECT_FALSE(CheckUnderfitting(Curve(0, {0.8, 0.85, 0.86}, {0.85, 0.88, 0.885})));
+}
+
+TEST(DiagnosisTest, LearningRateTooHighWhenTheStuckTrialsHadHighRates) {
+  Study s = MakeStudy();
+  s.trials = {Curve(0, {0.10, 0.10}, {0.1, 0.1}, 0.08), Curve(1, {0.11, 0.10}, {0.1, 0.1}, 0.05),
+              Curve(2, {0.80, 0.85}, {0.8, 0.86}, 0.001), Curve(3, {0.78, 0.84}, {0.8, 0.85}, 0.0005),
+              Curve(4, {0.79, 0.83}, {0.8, 0.84}, 0.002)};
+  auto f = CheckLearningRate(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->cause, "learning rate too high (divergence)");
+  EXPECT_NE(f->evidence.find("2 trials never left chance level"), std::string::npos) << f->evidence;
+  EXPECT_TRUE(Names(Diagnose(s, -1), "learning rate too high (divergence)"));
+  s.trials[0].params["learning_rate"] = 0.001;  // stuck trials no longer differ in rate
+  s.trials[1].params["learning_rate"] = 0.001;
+  EXPECT_FALSE(CheckLearningRate(s));
+}
+
+TEST(DiagnosisTest, ClassImbalanceNamesTheWeakClassesAndWhetherWeightingHelped) {
+  Study s = MakeStudy(json::parse(R"([{"name": "class_weighting", "type": "categorical", "choices": ["none", "inverse"]}])"));
+  Trial plain = Curve(0, {0.70, 0.72}, {0.75, 0.76});
+  plain.params = {{"class_weighting", std::string("none")}};
+  Trial weighted = Curve(1, {0.78, 0.80}, {0.79, 0.81});
+  weighted.params = {{"class_weighting", std::string("inverse")}};
+  for (int c = 0; c < 4; ++c) {
+    plain.final_metrics["val_recall/" + std::to_string(c)] = c == 3 ? 0.10 : 0.90;
+    weighted.final_metrics["val_recall/" + std::to_string(c)] = c == 3 ? 0.60 : 0.85;
+  }
+  s.trials = {plain, weighted};
+  auto f = CheckClassImbalance(s, plain);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("class 3 recall 0.10"), std::string::npos) << f->evidence;
+  EXPECT_NE(f->evidence.find("with class weighting or balanced sampling the best val_accuracy is 0.800 (trial 1"),
+            std::string::npos) << f->evidence;
+  EXPECT_FALSE(CheckClassImbalance(s, weighted));  // 0.60 is not below 0.6 x 0.79
+}
+
+TEST(DiagnosisTest, BestValueAtTheEdgeOfItsRange) {
+  Study s = MakeStudy();
+  Trial t = Curve(0, {0.8}, {0.8}, 0.095);
+  auto fs = CheckRangeEdges(s, t);
+  ASSERT_EQ(fs.size(), 1u);
+  EXPECT_NE(fs[0].evidence.find("upper end"), std::string::npos) << fs[0].evidence;
+  EXPECT_TRUE(CheckRangeEdges(s, Curve(0, {0.8}, {0.8}, 0.003)).empty());  // middle in log space
+  Study d = MakeStudy(json::parse(R"([{"name": "dropout", "type": "float", "low": 0, "high": 0.5}])"));
+  Trial zero = Curve(0, {0.8}, {0.8});
+  zero.params = {{"dropout", 0.0}};
+  EXPECT_TRUE(CheckRangeEdges(d, zero).empty());  // a range starting at 0 cannot widen downwards
+}
+
+TEST(DiagnosisTest, ImportanceNamesTheParameterThatSplitsTheValues) {
+  Study s = MakeStudy(json::parse(R"([{"name": "learning_rate", "type": "float", "low": 0.0001, "high": 0.1, "log": true},
+                                      {"name": "optimizer", "type": "categorical", "choices": ["adam", "sgd"]}])"));
+  for (int i = 0; i < 10; ++i) {
+    Trial t = Curve(i, {i % 2 ? 0.85 : 0.6}, {0.8}, 0.0001 * (i + 1));
+    t.params["optimizer"] = std::string(i % 2 ? "adam" : "sgd");
+    s.trials.push_back(t);
+  }
+  auto f = ParameterImportance(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("optimizer 1.00"), std::string::npos) << f->evidence;
+  EXPECT_NE(f->evidence.find("eta squared"), std::string::npos);
+}
+
+TEST(DiagnosisTest, AHealthyStudyRaisesNoAlarm) {
+  Study s = MakeStudy();
+  s.trials = {Curve(0, {0.80, 0.84, 0.86}, {0.82, 0.86, 0.88}, 0.003), Curve(1, {0.78, 0.82, 0.85}, {0.8, 0.84, 0.86}, 0.002)};
+  auto fs = Diagnose(s, -1);
+  ASSERT_FALSE(fs.empty());
+  EXPECT_EQ(fs.front().cause, "nothing stands out");
+}
+
+}  // namespace
+}  // namespace hpo::server
