@@ -238,6 +238,18 @@ TEST_F(EndToEndTest, TwoWorkersFinishAStudyWithPruningAndTheBestTrialAgreesWithT
   EXPECT_NE(list.out.find("e2e"), std::string::npos);
   CommandResult human = Ctl({"trials", std::to_string(study)});
   EXPECT_NE(human.out.find("median rule"), std::string::npos) << human.out;
+
+  CommandResult diagnose = Ctl({"--json", "diagnose", std::to_string(study)});
+  ASSERT_EQ(diagnose.exit_code, 0) << diagnose.err;
+  json findings = json::parse(diagnose.out);
+  ASSERT_FALSE(findings.empty());
+  for (const auto& f : findings) {
+    EXPECT_FALSE(f["cause"].get<std::string>().empty());
+    EXPECT_FALSE(f["evidence"].get<std::string>().empty());
+  }
+  CommandResult unknown = Ctl({"diagnose", "999"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("NOT_FOUND"), std::string::npos) << unknown.err;
 }
 
 TEST_F(EndToEndTest, AshaWithPatienceAndTpeShowWhichTrialsStoppedAndWhy) {
