@@ -249,14 +249,15 @@ class HpoClientTest(unittest.TestCase):
         self.assertEqual(opts, {"adam", "sgd"})
 
     def test_heartbeats_keep_a_long_trial_and_a_stopped_study_stops_it(self):
-        # Leases of 0.5 s: a trial that runs 2.2 s survives only if the heartbeat thread renews it.
-        self.start_server("--heartbeat_interval=100ms", "--lease_timeout=500ms")
+        # Leases of 2 s: a trial that runs 4.5 s survives only if the heartbeat thread renews it
+        # (generous margins, so a loaded CI machine does not lose a lease by a late heartbeat).
+        self.start_server("--heartbeat_interval=300ms", "--lease_timeout=2s")
         study = hpo_client.create_study(self.addr, external_spec("slow", XY, 2))
         answers = []
 
         def objective(params, report):
             answers.append(report(0, 3.0))
-            time.sleep(2.2)
+            time.sleep(4.5)
             if len(answers) == 1:
                 answers.append(report(1, 2.0))
                 return 1.0
