@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "proto/common/grpc_status.h"
+#include "client/report.h"
 #include "proto/common/param_json.h"
 
 namespace hpo::client {
@@ -391,6 +392,26 @@ absl::Status Diagnose(Context& ctx, const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+absl::Status Report(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "report");
+  if (!id.ok()) return id.status();
+  if (ctx.out.empty()) return absl::InvalidArgumentError("usage: hpoctl report STUDY --out=FILE.html");
+  auto st = FetchStudy(ctx, *id);
+  if (!st.ok()) return st.status();
+  auto trials = FetchTrials(ctx, *id);
+  if (!trials.ok()) return trials.status();
+  hpo::v1::DiagnoseStudyRequest req;
+  req.set_study_id(*id);
+  hpo::v1::DiagnoseStudyResponse resp;
+  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->DiagnoseStudy(c, req, &resp); });
+  if (!s.ok()) return s;
+  std::ofstream out(ctx.out);
+  out << RenderReport(*st, *trials, std::vector<hpo::v1::Finding>(resp.findings().begin(), resp.findings().end()));
+  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", ctx.out));
+  std::cout << "wrote " << ctx.out << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status Stop(Context& ctx, const std::vector<std::string>& args) {
   auto id = ParseStudyId(args, "stop");
   if (!id.ok()) return id.status();
@@ -512,9 +533,10 @@ absl::Status RunCommand(Context& ctx, const std::string& command, const std::vec
   if (command == "stop") return Stop(ctx, args);
   if (command == "enqueue") return Enqueue(ctx, args);
   if (command == "diagnose") return Diagnose(ctx, args);
+  if (command == "report") return Report(ctx, args);
   return absl::InvalidArgumentError(absl::StrCat(
       "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop, "
-      "enqueue, diagnose (hpoctl --help)"));
+      "enqueue, diagnose, report (hpoctl --help)"));
 }
 
 }  // namespace hpo::client

@@ -18,6 +18,7 @@ struct Context {
   absl::Duration timeout = absl::Seconds(10);
   absl::Duration watch_interval = absl::Seconds(1);
   int trial = -1;  // diagnose: the trial to judge (-1: the best)
+  std::string out;  // report: the HTML file to write
 };
 
 // Runs `command` with `args`; prints to stdout. The status says what went wrong.

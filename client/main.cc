@@ -15,6 +15,7 @@ ABSL_FLAG(bool, json, false, "print machine-readable JSON");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "deadline of each RPC");
 ABSL_FLAG(absl::Duration, interval, absl::Seconds(1), "watch: how often to poll");
 ABSL_FLAG(int, trial, -1, "diagnose: judge this trial number instead of the best one");
+ABSL_FLAG(std::string, out, "", "report: the HTML file to write");
 
 namespace {
 constexpr char kUsage[] = R"(hpoctl [--coordinator=HOST:PORT] [--json] COMMAND [ARGS]
@@ -29,6 +30,8 @@ Commands:
   stop STUDY      stop a study: no new trials, running ones are failed
   diagnose STUDY [--trial=N]
                   why validation accuracy is not improving: causes with their evidence
+  report STUDY --out=FILE.html
+                  one self-contained HTML page with the study's charts and diagnosis
   enqueue STUDY FILE
                   queue a trial with the parameters in FILE (a JSON object), handed out first
 
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
   ctx.timeout = absl::GetFlag(FLAGS_timeout);
   ctx.watch_interval = absl::GetFlag(FLAGS_interval);
   ctx.trial = absl::GetFlag(FLAGS_trial);
+  ctx.out = absl::GetFlag(FLAGS_out);
   ctx.stub = hpo::v1::Coordinator::NewStub(
       grpc::CreateChannel(ctx.address, grpc::InsecureChannelCredentials()));
   const std::string command = positional[1];

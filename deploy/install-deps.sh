@@ -11,6 +11,7 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev
   dataset-fashion-mnist
   python3 python3-grpcio python3-protobuf
+  chromium
 )
 
 missing=()

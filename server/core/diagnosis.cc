@@ -235,7 +235,11 @@ std::optional<Finding> ParameterImportance(const Study& s) {
   }
   std::sort(shares.rbegin(), shares.rend());
   std::vector<std::string> parts;
-  for (const auto& [share, name] : shares) parts.push_back(absl::StrFormat("%s %.2f", name, share));
+  std::map<std::string, double> figures;
+  for (const auto& [share, name] : shares) {
+    parts.push_back(absl::StrFormat("%s %.2f", name, share));
+    figures[name] = share;
+  }
   return Finding{"parameter importance",
                  absl::StrFormat("share of the variance of %s between groups of each parameter's values "
                                  "(one-way ANOVA eta squared; categorical values or numeric terciles; %d "
@@ -243,7 +247,7 @@ std::optional<Finding> ParameterImportance(const Study& s) {
                                  s.spec.metric, static_cast<int>(done.size()), absl::StrJoin(parts, ", ")),
                  absl::StrFormat("narrow or fix the parameters that matter least; spend trials on %s",
                                  shares.front().second),
-                 0.5};
+                 0.5, figures};
 }
 
 std::vector<Finding> Diagnose(const Study& s, int trial) {

@@ -3,6 +3,7 @@
 // threshold and returns a finding only with the figures behind it.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@ struct Finding {
   std::string evidence;    // trials, epochs and figures that support it
   std::string suggestion;  // what to try next
   double severity = 0;     // for ordering: larger first
+  std::map<std::string, double> figures;  // named figures (e.g. importance per parameter)
 };
 
 // Overfitting: the trial's training accuracy at its last epoch exceeds its

@@ -132,6 +132,7 @@ grpc::ServerUnaryReactor* CoordinatorService::DiagnoseStudy(grpc::CallbackServer
       pf->set_cause(f.cause);
       pf->set_evidence(f.evidence);
       pf->set_suggestion(f.suggestion);
+      for (const auto& [k, v] : f.figures) (*pf->mutable_figures())[k] = v;
     }
   }
   return Done(ctx, findings.status());

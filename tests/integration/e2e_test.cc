@@ -247,6 +247,47 @@ TEST_F(EndToEndTest, TwoWorkersFinishAStudyWithPruningAndTheBestTrialAgreesWithT
     EXPECT_FALSE(f["cause"].get<std::string>().empty());
     EXPECT_FALSE(f["evidence"].get<std::string>().empty());
   }
+  // The report: one self-contained page whose charts hold the study's series.
+  const std::string html_path = (dir_ / "report.html").string();
+  CommandResult report = Ctl({"report", std::to_string(study), "--out=" + html_path});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  std::ifstream in(html_path);
+  std::stringstream html;
+  html << in.rdbuf();
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  for (const char* chart : {"history", "curves", "parallel", "recall", "confusion"}) {
+    EXPECT_EQ(count(html.str(), std::string("data-chart=\"") + chart + "\""), 1u) << chart;
+  }
+  EXPECT_EQ(count(html.str(), "<circle class=\"point"), trials.size());   // one point per trial
+  EXPECT_EQ(count(html.str(), "class=\"series val trial-"), trials.size());  // one validation curve per trial
+  EXPECT_EQ(count(html.str(), "class=\"pruned-mark\""), static_cast<size_t>(CountState(trials, "PRUNED")));
+  EXPECT_EQ(count(html.str(), "<script"), 0u);
+  EXPECT_EQ(count(html.str(), "http"), 0u);  // nothing fetched from a network
+  // Rendered by a real browser: the DOM it builds has every chart, and the screenshot is not blank.
+  const std::string chromium = "/usr/bin/chromium";
+  ASSERT_TRUE(fs::exists(chromium)) << "install chromium (tests/run.sh does)";
+  const std::vector<std::string> flags = {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                                          "--no-first-run", "--disable-background-networking",
+                                          "--disable-component-update", "--disable-sync",
+                                          "--user-data-dir=" + (dir_ / "chromium").string()};
+  std::vector<std::string> dump = flags;
+  dump.insert(dump.end(), {"--dump-dom", "file://" + html_path});
+  CommandResult dom = hpo::testing::Run(dump, seconds(90));
+  ASSERT_EQ(dom.exit_code, 0) << dom.err;
+  EXPECT_EQ(count(dom.out, "<svg class=\"chart\""), count(html.str(), "<svg class=\"chart\""));
+  EXPECT_EQ(count(dom.out, "<polyline"), count(html.str(), "<polyline"));
+  std::vector<std::string> shot = flags;
+  const std::string png = (dir_ / "report.png").string();
+  shot.insert(shot.end(), {"--hide-scrollbars", "--window-size=1280,2000", "--screenshot=" + png, "file://" + html_path});
+  CommandResult screenshot = hpo::testing::Run(shot, seconds(90));
+  ASSERT_EQ(screenshot.exit_code, 0) << screenshot.err;
+  ASSERT_TRUE(fs::exists(png));
+  EXPECT_GT(fs::file_size(png), 50'000u);  // a blank 1280x2000 page compresses to a few kB
+
   CommandResult unknown = Ctl({"diagnose", "999"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_NE(unknown.err.find("NOT_FOUND"), std::string::npos) << unknown.err;
