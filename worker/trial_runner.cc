@@ -180,7 +180,13 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
                                                  {"test_loss", result->test_loss},
                                                  {"epochs_run", result->epochs_run},
                                                  {"patience_stop", result->patience_stop ? 1.0 : 0.0}};
-  // Per-class recall and the confusion matrix of the best epoch, on validation.
+  // Training class counts (for the imbalance diagnosis), per-class recall and the confusion
+  // matrix of the best epoch, on validation.
+  std::map<int, int64_t> counts;
+  for (uint8_t label : (*data)->train.labels) ++counts[label];
+  for (size_t c = 0; c < result->val_recall.size(); ++c) {
+    final_metrics[absl::StrCat("train_count/", c)] = static_cast<double>(counts[static_cast<int>(c)]);
+  }
   for (size_t c = 0; c < result->val_recall.size(); ++c) {
     final_metrics[absl::StrCat("val_recall/", c)] = result->val_recall[c];
     for (size_t p = 0; p < result->confusion[c].size(); ++p) {

@@ -83,10 +83,13 @@ std::optional<Finding> CheckUnderfitting(const Trial& t) {
   if (std::isnan(last) || std::isnan(before) || last >= kUnderfitTrain || last - before >= kUnderfitSlope) {
     return std::nullopt;
   }
+  double best_val = 0;
+  for (const Measurement& m : ms) best_val = std::max(best_val, Metric(m, "val_accuracy", m.value));
+  if (last > best_val + kOverfitGap / 2) return std::nullopt;
   return Finding{"underfitting",
-                 absl::StrFormat("trial %d: training accuracy only %.3f at epoch %d and flat (%+.3f over the last "
-                                 "epoch): the model cannot even fit its training data",
-                                 t.number, last, ms.back().step, last - before),
+                 absl::StrFormat("trial %d: training accuracy only %.3f at epoch %d, %+.3f over the last epoch, "
+                                 "and validation (best %.3f) as high: the model cannot even fit its training data",
+                                 t.number, last, ms.back().step, last - before, best_val),
                  "more capacity (conv_blocks, filters, dense_units), less dropout, or a higher learning rate",
                  2.0 + (kUnderfitTrain - last)};
 }
@@ -126,15 +129,31 @@ std::optional<Finding> CheckLearningRate(const Study& s) {
 std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t) {
   const auto recalls = Recalls(t);
   if (recalls.size() < 2) return std::nullopt;
+  // Training class counts, when the worker reported them ("train_count/<c>").
+  std::map<int, double> counts;
+  double most = 0;
+  for (const auto& [k, v] : t.final_metrics) {
+    int c = 0;
+    if (std::sscanf(k.c_str(), "train_count/%d", &c) == 1) {
+      counts[c] = v;
+      most = std::max(most, v);
+    }
+  }
   double mean = 0;
   for (const auto& [c, r] : recalls) mean += r / recalls.size();
   std::vector<std::string> weak;
   double worst = 1;
   for (const auto& [c, r] : recalls) {
-    if (r < kRecallRatio * mean) weak.push_back(absl::StrFormat("class %d recall %.2f", c, r));
-    worst = std::min(worst, r / std::max(mean, 1e-9));
+    // A weak class counts only if it is also a minority in training (when the counts are known).
+    const bool minority = counts.empty() || counts[c] < kMinorityRatio * most;
+    if (r < kRecallRatio * mean && minority) {
+      weak.push_back(counts.empty() ? absl::StrFormat("class %d recall %.2f", c, r)
+                                    : absl::StrFormat("class %d recall %.2f (%.0f training images)", c, r, counts[c]));
+      worst = std::min(worst, r / std::max(mean, 1e-9));
+    }
   }
   if (weak.empty()) return std::nullopt;
+  if (!counts.empty()) absl::StrAppend(&weak.back(), absl::StrFormat(", against up to %.0f for others", most));
   std::string evidence = absl::StrFormat("trial %d: %s, against a mean recall of %.2f", t.number,
                                          absl::StrJoin(weak, ", "), mean);
   if (!s.spec.task.imbalance_classes.empty()) {

@@ -26,11 +26,13 @@ struct Finding {
 std::optional<Finding> CheckOverfitting(const Trial& t);
 inline constexpr double kOverfitGap = 0.08;
 
-// Underfitting: training accuracy at the last epoch below kUnderfitTrain (0.75)
-// and improving by less than kUnderfitSlope (0.01) per epoch over the last two.
+// Underfitting: training accuracy at the last epoch below kUnderfitTrain (0.75),
+// improving by less than kUnderfitSlope (0.05) over the last epoch, and no higher
+// than the best validation accuracy plus kOverfitGap / 2: the model does not even
+// fit its training data, and it is not a generalization gap.
 std::optional<Finding> CheckUnderfitting(const Trial& t);
 inline constexpr double kUnderfitTrain = 0.75;
-inline constexpr double kUnderfitSlope = 0.01;
+inline constexpr double kUnderfitSlope = 0.05;
 
 // Learning-rate trouble: finished trials whose best validation accuracy stayed
 // within kChanceMargin (0.05) of chance (1 / classes) are "stuck"; when at least
@@ -44,6 +46,8 @@ inline constexpr double kChanceMargin = 0.05;
 // class_weighting / balanced sampling when the study searched them.
 std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t);
 inline constexpr double kRecallRatio = 0.6;
+// ... and, when the training class counts are known, a minority: fewer than half the largest class's images.
+inline constexpr double kMinorityRatio = 0.5;
 
 // Search space: a numeric parameter of the best trial within kEdgeFraction (5%)
 // of an end of its range (log scale where declared): widen the range.

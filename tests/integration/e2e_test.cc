@@ -323,6 +323,68 @@ TEST_F(EndToEndTest, AshaWithPatienceAndTpeShowWhichTrialsStoppedAndWhy) {
   EXPECT_EQ(ShowJson(study)["pruner"], "asha+patience");
 }
 
+// Studies built to have one known problem each; the diagnosis must name it first.
+TEST_F(EndToEndTest, DiagnosisNamesTheProblemEachStudyWasBuiltToHave) {
+  StartServer();
+  struct Case {
+    std::string expected;
+    json task;
+    std::vector<json> configs;
+  };
+  auto task = [](int train, int epochs) {
+    return json{{"type", "cnn"}, {"dataset", "fashion-mnist"}, {"train_examples", train}, {"val_examples", 500},
+                {"test_examples", 200}, {"max_epochs", epochs}};
+  };
+  json imbalanced = task(2000, 3);
+  imbalanced["imbalance"] = {{"classes", {0, 2, 4, 6}}, {"keep_fraction", 0.03}};
+  const json small = {{"filters", 8}, {"dense_units", 32}, {"learning_rate", 0.002}, {"batch_size", 32}};
+  std::vector<Case> cases = {
+      {"class imbalance", imbalanced, {small}},
+      {"overfitting", task(300, 15),
+       {{{"filters", 32}, {"dense_units", 256}, {"learning_rate", 0.001}, {"batch_size", 32}}}},
+      {"learning rate too high (divergence)", task(500, 2),
+       {{{"filters", 8}, {"dense_units", 32}, {"learning_rate", 0.5}, {"batch_size", 32}},
+        {{"filters", 8}, {"dense_units", 32}, {"learning_rate", 0.3}, {"batch_size", 32}}, small}},
+      {"underfitting", task(1000, 6),
+       {{{"filters", 2}, {"dense_units", 0}, {"global_pooling", "average"}, {"dropout", 0.5},
+         {"learning_rate", 0.01}, {"batch_size", 32}}}},
+      {"nothing stands out", task(1000, 3),
+       {{{"filters", 16}, {"dense_units", 64}, {"learning_rate", 0.002}, {"batch_size", 32}}}},
+  };
+  std::vector<int64_t> studies;
+  for (const Case& c : cases) {
+    // Each parameter is a categorical of the values the configurations use; every trial is queued.
+    std::map<std::string, std::vector<json>> values;
+    for (const json& config : c.configs) {
+      for (const auto& [k, v] : config.items()) {
+        auto& vs = values[k];
+        if (std::find(vs.begin(), vs.end(), v) == vs.end()) vs.push_back(v);
+      }
+    }
+    json params = json::array();
+    for (const auto& [k, vs] : values) params.push_back({{"name", k}, {"type", "categorical"}, {"choices", vs}});
+    json spec = {{"name", c.expected}, {"task", c.task}, {"parameters", params},
+                 {"max_trials", c.configs.size()}, {"sampler", {{"type", "random"}, {"seed", 1}}}};
+    const int64_t study = Create(spec);
+    for (size_t i = 0; i < c.configs.size(); ++i) {
+      const std::string file = WriteSpec(c.configs[i], "config-" + std::to_string(study) + "-" + std::to_string(i) + ".json");
+      ASSERT_EQ(Ctl({"enqueue", std::to_string(study), file}).exit_code, 0);
+    }
+    studies.push_back(study);
+  }
+  StartWorker("w1");  // only now: every trial was queued before anyone asked
+  StartWorker("w2");
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ASSERT_EQ(Ctl({"watch", std::to_string(studies[i])}, seconds(300)).exit_code, 0);
+    CommandResult d = Ctl({"--json", "diagnose", std::to_string(studies[i])});
+    ASSERT_EQ(d.exit_code, 0) << d.err;
+    json findings = json::parse(d.out);
+    ASSERT_FALSE(findings.empty());
+    EXPECT_EQ(findings[0]["cause"], cases[i].expected)
+        << "study " << studies[i] << ": " << findings.dump(1) << "\n" << TrialsJson(studies[i]).dump();
+  }
+}
+
 TEST_F(EndToEndTest, BadInputIsRefusedWithAClearStatusAndTheServerKeepsServing) {
   StartServer();
   struct Case {
