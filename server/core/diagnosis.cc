@@ -269,6 +269,52 @@ std::optional<Finding> ParameterImportance(const Study& s) {
                  0.5, figures};
 }
 
+std::optional<Finding> CheckNoise(const Study& s) {
+  std::vector<const Trial*> done;
+  for (const Trial& t : s.trials) {
+    if (t.state == TrialState::kCompleted && t.value) done.push_back(&t);
+  }
+  if (done.size() < 2) return std::nullopt;
+  std::sort(done.begin(), done.end(),
+            [&](const Trial* a, const Trial* b) { return Better(s.spec.direction, *a->value, *b->value); });
+  auto spread = [](const Trial* t) -> double {
+    for (const Measurement& m : t->measurements) {
+      if (m.step == t->best_step) return Metric(m, "val_accuracy_std", NAN);
+    }
+    return NAN;
+  };
+  const double sa = spread(done[0]), sb = spread(done[1]);
+  if (std::isnan(sa) || std::isnan(sb)) return std::nullopt;
+  const double diff = std::fabs(*done[0]->value - *done[1]->value), noise = std::max(sa, sb);
+  if (diff >= noise) return std::nullopt;
+  return Finding{"noise: the ranking is not significant",
+                 absl::StrFormat("the best trials %d (%.4f) and %d (%.4f) differ by %.4f, less than the spread "
+                                 "between seeds (%.4f) of executions_per_trial",
+                                 done[0]->number, *done[0]->value, done[1]->number, *done[1]->value, diff, noise),
+                 "raise executions_per_trial or val_examples before trusting the order of the top trials", 1.5};
+}
+
+std::optional<Finding> CheckPrunedSlowStarters(const Study& s) {
+  const Trial* best = FindBestTrial(s);
+  if (best == nullptr) return std::nullopt;
+  const Direction dir = s.spec.direction;
+  for (const Trial& p : s.trials) {
+    if (p.state != TrialState::kPruned || p.measurements.empty()) continue;
+    const Measurement& stop = p.measurements.back();
+    for (const Measurement& m : best->measurements) {
+      if (m.step != stop.step || !Better(dir, stop.value, m.value)) continue;
+      return Finding{"pruning may stop slow starters",
+                     absl::StrFormat("trial %d was pruned at step %d with %.4f, ahead of the eventual best trial %d, "
+                                     "which had %.4f at that step and ended at %.4f: curves cross",
+                                     p.number, stop.step, stop.value, best->number, m.value, *best->value),
+                     "give the pruner more warmup_steps or startup_trials, or use hyperband, whose brackets "
+                     "hedge against crossing curves",
+                     1.2};
+    }
+  }
+  return std::nullopt;
+}
+
 std::vector<Finding> Diagnose(const Study& s, int trial) {
   const Trial* t = nullptr;
   if (trial >= 0 && trial < static_cast<int>(s.trials.size())) t = &s.trials[trial];
@@ -281,6 +327,8 @@ std::vector<Finding> Diagnose(const Study& s, int trial) {
     for (const Finding& f : CheckRangeEdges(s, *t)) out.push_back(f);
   }
   if (auto f = CheckLearningRate(s)) out.push_back(*f);
+  if (auto f = CheckNoise(s)) out.push_back(*f);
+  if (auto f = CheckPrunedSlowStarters(s)) out.push_back(*f);
   std::stable_sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) { return a.severity > b.severity; });
   if (out.empty()) {
     out.push_back(Finding{"nothing stands out",

@@ -60,6 +60,14 @@ inline constexpr double kEdgeFraction = 0.05;
 std::optional<Finding> ParameterImportance(const Study& s);
 inline constexpr int kMinTrialsForImportance = 8;
 
+// Noise: the two best completed trials differ by less than the larger spread
+// (val_accuracy_std over executions_per_trial) at their best epochs: the ranking is not significant.
+std::optional<Finding> CheckNoise(const Study& s);
+
+// Pruning: a completed trial that ended best was, at some step, behind a trial that the
+// pruner stopped at that step: curves cross, and the pruner may be stopping slow starters.
+std::optional<Finding> CheckPrunedSlowStarters(const Study& s);
+
 // Every rule, strongest first; "nothing stands out" when none fires.
 // `trial`: judge that trial instead of the best one (-1: the best).
 std::vector<Finding> Diagnose(const Study& s, int trial);

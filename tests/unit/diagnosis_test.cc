@@ -115,6 +115,33 @@ TEST(DiagnosisTest, ImportanceNamesTheParameterThatSplitsTheValues) {
   EXPECT_NE(f->evidence.find("eta squared"), std::string::npos);
 }
 
+TEST(DiagnosisTest, NoiseWhenTheTopTrialsDifferLessThanTheSeedSpread) {
+  Study s = MakeStudy();
+  s.trials = {Curve(0, {0.80, 0.850}, {0.8, 0.86}), Curve(1, {0.80, 0.845}, {0.8, 0.85})};
+  s.trials[0].measurements[1].metrics["val_accuracy_std"] = 0.012;
+  s.trials[1].measurements[1].metrics["val_accuracy_std"] = 0.008;
+  auto f = CheckNoise(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("differ by 0.0050"), std::string::npos) << f->evidence;
+  s.trials[0].measurements[1].metrics["val_accuracy_std"] = 0.002;
+  s.trials[1].measurements[1].metrics["val_accuracy_std"] = 0.003;
+  EXPECT_FALSE(CheckNoise(s));
+}
+
+TEST(DiagnosisTest, PrunedTrialsThatWereAheadOfTheEventualBest) {
+  Study s = MakeStudy();
+  Trial slow = Curve(0, {0.60, 0.75, 0.88}, {0.6, 0.76, 0.9});
+  Trial fast = Curve(1, {0.70}, {0.7});
+  fast.state = TrialState::kPruned;
+  s.trials = {slow, fast};
+  auto f = CheckPrunedSlowStarters(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("trial 1 was pruned at step 1 with 0.7000, ahead of the eventual best trial 0"),
+            std::string::npos) << f->evidence;
+  s.trials[1].measurements[0].value = 0.5;  // behind: the pruner was right
+  EXPECT_FALSE(CheckPrunedSlowStarters(s));
+}
+
 TEST(DiagnosisTest, AHealthyStudyRaisesNoAlarm) {
   Study s = MakeStudy();
   s.trials = {Curve(0, {0.80, 0.84, 0.86}, {0.82, 0.86, 0.88}, 0.003), Curve(1, {0.78, 0.82, 0.85}, {0.8, 0.84, 0.86}, 0.002)};
