@@ -2,20 +2,16 @@
 
 #include <memory>
 
-#include "server/pruner/pruner.h"
+#include "server/pruner/percentile_pruner.h"
 
 namespace hpo::server {
 
-struct MedianPrunerOptions {
-  int startup_trials = 5;      // no pruning until this many trials have COMPLETED
-  int warmup_steps = 0;        // steps 1..warmup_steps of a trial are never judged
-  int interval_steps = 1;      // judge every interval_steps steps after the warm-up
-  int min_trials_at_step = 1;  // completed trials that reported this step needed to judge
-};
+// The median pruner's options are the percentile pruner's; keep_top is ignored (always 50).
+using MedianPrunerOptions = PercentilePrunerOptions;
 
 // Median stopping rule (Optuna MedianPruner semantics): prune when the trial's
 // best value so far is worse than the median of the completed trials' values
-// at the same step.
+// at the same step. The percentile pruner with keep_top 50.
 std::unique_ptr<Pruner> NewMedianPruner(const MedianPrunerOptions& options);
 
 }  // namespace hpo::server
