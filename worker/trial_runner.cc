@@ -182,11 +182,21 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
                                                  {"patience_stop", result->patience_stop ? 1.0 : 0.0}};
   // Training class counts (for the imbalance diagnosis), per-class recall and the confusion
   // matrix of the best epoch, on validation.
-  std::map<int, int64_t> counts;
+  std::map<int, int64_t> counts, val_counts;
   for (uint8_t label : (*data)->train.labels) ++counts[label];
+  for (uint8_t label : (*data)->val.labels) ++val_counts[label];
   for (size_t c = 0; c < result->val_recall.size(); ++c) {
     final_metrics[absl::StrCat("train_count/", c)] = static_cast<double>(counts[static_cast<int>(c)]);
+    final_metrics[absl::StrCat("val_count/", c)] = static_cast<double>(val_counts[static_cast<int>(c)]);
   }
+  // Mean pixel value of each split on [0, 1] (for the train/validation mismatch diagnosis).
+  auto pixel_mean = [](const ImageSet& s) {
+    double sum = 0;
+    for (uint8_t p : s.pixels) sum += p;
+    return s.pixels.empty() ? 0.0 : sum / s.pixels.size() / 255.0;
+  };
+  final_metrics["train_pixel_mean"] = pixel_mean((*data)->train);
+  final_metrics["val_pixel_mean"] = pixel_mean((*data)->val);
   for (size_t c = 0; c < result->val_recall.size(); ++c) {
     final_metrics[absl::StrCat("val_recall/", c)] = result->val_recall[c];
     for (size_t p = 0; p < result->confusion[c].size(); ++p) {

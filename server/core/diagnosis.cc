@@ -315,13 +315,48 @@ std::optional<Finding> CheckPrunedSlowStarters(const Study& s) {
   return std::nullopt;
 }
 
+std::optional<Finding> CheckSplitMismatch(const Trial& t) {
+  std::map<int, double> train, val;
+  double nt = 0, nv = 0;
+  for (const auto& [k, v] : t.final_metrics) {
+    int c = 0;
+    if (std::sscanf(k.c_str(), "train_count/%d", &c) == 1) train[c] = v, nt += v;
+    if (std::sscanf(k.c_str(), "val_count/%d", &c) == 1) val[c] = v, nv += v;
+  }
+  std::vector<std::string> parts;
+  double tvd = 0, worst = 0;
+  int worst_class = -1;
+  if (nt > 0 && nv > 0) {
+    for (const auto& [c, v] : val) {
+      const double d = std::fabs(train[c] / nt - v / nv);
+      tvd += 0.5 * d;
+      if (d > worst) worst = d, worst_class = c;
+    }
+    if (tvd > kMismatchTvd) {
+      parts.push_back(absl::StrFormat("class frequencies differ between the splits (total variation %.2f; class %d "
+                                      "is %.1f%% of training but %.1f%% of validation)",
+                                      tvd, worst_class, 100 * train[worst_class] / nt, 100 * val[worst_class] / nv));
+    }
+  }
+  auto pt = t.final_metrics.find("train_pixel_mean"), pv = t.final_metrics.find("val_pixel_mean");
+  if (pt != t.final_metrics.end() && pv != t.final_metrics.end() &&
+      std::fabs(pt->second - pv->second) > kMismatchPixel) {
+    parts.push_back(absl::StrFormat("mean pixel value %.3f in training vs %.3f in validation", pt->second, pv->second));
+  }
+  if (parts.empty()) return std::nullopt;
+  return Finding{"train/validation mismatch", absl::StrCat("trial ", t.number, ": ", absl::StrJoin(parts, "; ")),
+                 "make the validation split representative of what the model will see, or the training split "
+                 "representative of validation (rebalance, reweight, or collect data)",
+                 1.9 + tvd};
+}
+
 std::vector<Finding> Diagnose(const Study& s, int trial) {
   const Trial* t = nullptr;
   if (trial >= 0 && trial < static_cast<int>(s.trials.size())) t = &s.trials[trial];
   if (t == nullptr) t = FindBestTrial(s);
   std::vector<Finding> out;
   if (t != nullptr) {
-    for (auto f : {CheckOverfitting(*t), CheckUnderfitting(*t), CheckClassImbalance(s, *t)}) {
+    for (auto f : {CheckOverfitting(*t), CheckUnderfitting(*t), CheckClassImbalance(s, *t), CheckSplitMismatch(*t)}) {
       if (f) out.push_back(*f);
     }
     for (const Finding& f : CheckRangeEdges(s, *t)) out.push_back(f);

@@ -68,6 +68,13 @@ std::optional<Finding> CheckNoise(const Study& s);
 // pruner stopped at that step: curves cross, and the pruner may be stopping slow starters.
 std::optional<Finding> CheckPrunedSlowStarters(const Study& s);
 
+// Train/validation mismatch: the class frequencies of the two splits differ by a
+// total-variation distance above kMismatchTvd (0.1), or their mean pixel values
+// (on [0, 1]) by more than kMismatchPixel (0.03). Needs the counts the worker reports.
+std::optional<Finding> CheckSplitMismatch(const Trial& t);
+inline constexpr double kMismatchTvd = 0.1;
+inline constexpr double kMismatchPixel = 0.03;
+
 // Every rule, strongest first; "nothing stands out" when none fires.
 // `trial`: judge that trial instead of the best one (-1: the best).
 std::vector<Finding> Diagnose(const Study& s, int trial);

@@ -142,6 +142,23 @@ TEST(DiagnosisTest, PrunedTrialsThatWereAheadOfTheEventualBest) {
   EXPECT_FALSE(CheckPrunedSlowStarters(s));
 }
 
+TEST(DiagnosisTest, SplitMismatchFromClassFrequenciesOrPixels) {
+  Trial t = Curve(0, {0.8}, {0.8});
+  for (int c = 0; c < 4; ++c) {
+    t.final_metrics["train_count/" + std::to_string(c)] = c == 0 ? 10 : 100;
+    t.final_metrics["val_count/" + std::to_string(c)] = 50;
+  }
+  auto f = CheckSplitMismatch(t);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("class 0 is 3.2% of training but 25.0% of validation"), std::string::npos) << f->evidence;
+  t.final_metrics["train_count/0"] = 100;
+  EXPECT_FALSE(CheckSplitMismatch(t));
+  t.final_metrics["train_pixel_mean"] = 0.29;
+  t.final_metrics["val_pixel_mean"] = 0.40;
+  ASSERT_TRUE(CheckSplitMismatch(t));
+  EXPECT_NE(CheckSplitMismatch(t)->evidence.find("mean pixel value 0.290 in training vs 0.400"), std::string::npos);
+}
+
 TEST(DiagnosisTest, AHealthyStudyRaisesNoAlarm) {
   Study s = MakeStudy();
   s.trials = {Curve(0, {0.80, 0.84, 0.86}, {0.82, 0.86, 0.88}, 0.003), Curve(1, {0.78, 0.82, 0.85}, {0.8, 0.84, 0.86}, 0.002)};
