@@ -188,6 +188,7 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
   for (size_t c = 0; c < result->val_recall.size(); ++c) {
     final_metrics[absl::StrCat("train_count/", c)] = static_cast<double>(counts[static_cast<int>(c)]);
     final_metrics[absl::StrCat("val_count/", c)] = static_cast<double>(val_counts[static_cast<int>(c)]);
+    if (c < result->train_recall.size()) final_metrics[absl::StrCat("train_recall/", c)] = result->train_recall[c];
   }
   // Mean pixel value of each split on [0, 1] (for the train/validation mismatch diagnosis).
   auto pixel_mean = [](const ImageSet& s) {

@@ -338,6 +338,20 @@ std::optional<Finding> CheckSplitMismatch(const Trial& t) {
                                       tvd, worst_class, 100 * train[worst_class] / nt, 100 * val[worst_class] / nv));
     }
   }
+  // Classes whose recall collapses on validation only.
+  const auto val_recall = Recalls(t);
+  std::vector<std::string> collapsed;
+  for (const auto& [k, v] : t.final_metrics) {
+    int c = 0;
+    if (std::sscanf(k.c_str(), "train_recall/%d", &c) != 1) continue;
+    auto r = val_recall.find(c);
+    if (r != val_recall.end() && v - r->second > kRecallCollapse) {
+      collapsed.push_back(absl::StrFormat("class %d (recall %.2f in training, %.2f in validation)", c, v, r->second));
+    }
+  }
+  if (!collapsed.empty()) {
+    parts.push_back(absl::StrCat("recall collapses on validation only for ", absl::StrJoin(collapsed, ", ")));
+  }
   auto pt = t.final_metrics.find("train_pixel_mean"), pv = t.final_metrics.find("val_pixel_mean");
   if (pt != t.final_metrics.end() && pv != t.final_metrics.end() &&
       std::fabs(pt->second - pv->second) > kMismatchPixel) {

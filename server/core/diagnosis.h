@@ -74,6 +74,8 @@ std::optional<Finding> CheckPrunedSlowStarters(const Study& s);
 std::optional<Finding> CheckSplitMismatch(const Trial& t);
 inline constexpr double kMismatchTvd = 0.1;
 inline constexpr double kMismatchPixel = 0.03;
+// ... or a class's recall is higher in training than in validation by more than kRecallCollapse (0.3).
+inline constexpr double kRecallCollapse = 0.3;
 
 // Every rule, strongest first; "nothing stands out" when none fires.
 // `trial`: judge that trial instead of the best one (-1: the best).

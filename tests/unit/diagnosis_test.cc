@@ -157,6 +157,13 @@ TEST(DiagnosisTest, SplitMismatchFromClassFrequenciesOrPixels) {
   t.final_metrics["val_pixel_mean"] = 0.40;
   ASSERT_TRUE(CheckSplitMismatch(t));
   EXPECT_NE(CheckSplitMismatch(t)->evidence.find("mean pixel value 0.290 in training vs 0.400"), std::string::npos);
+  t.final_metrics["val_pixel_mean"] = 0.29;
+  t.final_metrics["train_recall/2"] = 0.95;
+  t.final_metrics["val_recall/2"] = 0.40;
+  t.final_metrics["val_recall/1"] = 0.90;
+  ASSERT_TRUE(CheckSplitMismatch(t));
+  EXPECT_NE(CheckSplitMismatch(t)->evidence.find("class 2 (recall 0.95 in training, 0.40 in validation)"),
+            std::string::npos) << CheckSplitMismatch(t)->evidence;
 }
 
 TEST(DiagnosisTest, AHealthyStudyRaisesNoAlarm) {

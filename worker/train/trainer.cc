@@ -355,6 +355,7 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
       const double lr = ScheduledRate(config, epoch, options.max_epochs);
       double train_seconds = 0, loss_sum = 0;
       int64_t correct = 0, seen = 0;
+      auto class_hits = torch::zeros({classes}, torch::kInt64), class_seen = torch::zeros({classes}, torch::kInt64);
       std::vector<Eval> evals;
       for (Execution& e : ex) {
         for (auto& group : e.optimizer->param_groups()) group.options().set_lr(lr);
@@ -385,7 +386,10 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
           loss.backward();
           e.optimizer->step();
           loss_sum += loss.item<double>() * idx.size(0);
-          correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+          const auto hit = logits.argmax(1).eq(y);
+          correct += hit.sum().item<int64_t>();
+          class_hits.index_add_(0, y, hit.to(torch::kInt64));
+          class_seen.index_add_(0, y, torch::ones_like(y));
           seen += idx.size(0);
         }
         train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
@@ -418,6 +422,11 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
         result.best_epoch = epoch;
         since_best = 0;
         for (Execution& e : ex) e.Snapshot();
+        result.train_recall.assign(classes, 0.0);
+        for (int c = 0; c < classes; ++c) {
+          const int64_t n = class_seen[c].item<int64_t>();
+          result.train_recall[c] = n > 0 ? static_cast<double>(class_hits[c].item<int64_t>()) / n : 0.0;
+        }
         result.confusion.assign(classes, std::vector<int64_t>(classes, 0));
         for (const Eval& v : evals) {
           for (int a = 0; a < classes; ++a)

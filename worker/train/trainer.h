@@ -73,6 +73,7 @@ struct TrainResult {
   double best_value = 0;          // of the selection metric
   double test_accuracy = -1, test_loss = -1;  // of the best epoch's weights; -1 when stopped early
   std::vector<double> val_recall;              // per class, best epoch
+  std::vector<double> train_recall;            // per class, best epoch, on the training batches
   std::vector<std::vector<int64_t>> confusion;  // validation, best epoch: [true][predicted], summed over executions
 };
 
