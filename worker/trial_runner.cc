@@ -128,7 +128,8 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     metrics["val_macro_f1"] = r.val_macro_f1;
     if (task.executions_per_trial() > 1) metrics["val_accuracy_std"] = r.val_accuracy_std;
     metrics["train_accuracy"] = r.train_accuracy;
-    metrics["train_loss"] = r.train_loss;
+    metrics["train_loss"] = r.train_loss;  // NaN when every batch diverged: the coordinator drops it
+    metrics["train_nonfinite_fraction"] = r.train_nonfinite_fraction;
     metrics["learning_rate"] = r.learning_rate;
     metrics["epoch_seconds"] = r.seconds;
     metrics["train_images_per_second"] = r.train_images_per_second;
@@ -179,7 +180,8 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
   std::map<std::string, double> final_metrics = {{"test_accuracy", result->test_accuracy},
                                                  {"test_loss", result->test_loss},
                                                  {"epochs_run", result->epochs_run},
-                                                 {"patience_stop", result->patience_stop ? 1.0 : 0.0}};
+                                                 {"patience_stop", result->patience_stop ? 1.0 : 0.0},
+                                                 {"diverged_stop", result->diverged_stop ? 1.0 : 0.0}};
   // Training class counts (for the imbalance diagnosis), per-class recall and the confusion
   // matrix of the best epoch, on validation.
   std::map<int, int64_t> counts, val_counts;
@@ -209,7 +211,9 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     return TrialOutcome::kLost;
   }
   spdlog::info("{} completed{}: best {} {:.4f} at epoch {}, test_accuracy {:.4f}", name,
-               result->patience_stop ? " (early stopping: no improvement)" : "", a.metric(), result->best_value,
+               result->patience_stop   ? " (early stopping: no improvement)"
+               : result->diverged_stop ? " (stopped: the training loss was NaN or infinite in every batch)"
+                                       : "", a.metric(), result->best_value,
                result->best_epoch, result->test_accuracy);
   return TrialOutcome::kCompleted;
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -35,16 +36,6 @@ std::map<int, double> Recalls(const Trial& t) {
   for (const auto& [k, v] : t.final_metrics) {
     int c = 0;
     if (std::sscanf(k.c_str(), "val_recall/%d", &c) == 1) out[c] = v;
-  }
-  return out;
-}
-
-std::vector<const Trial*> Finished(const Study& s) {
-  std::vector<const Trial*> out;
-  for (const Trial& t : s.trials) {
-    if ((t.state == TrialState::kCompleted || t.state == TrialState::kPruned) && !t.measurements.empty()) {
-      out.push_back(&t);
-    }
   }
   return out;
 }
@@ -94,20 +85,81 @@ std::optional<Finding> CheckUnderfitting(const Trial& t) {
                  2.0 + (kUnderfitTrain - last)};
 }
 
+std::optional<Finding> CheckLossCurve(const Trial& t) {
+  auto rate = t.params.find("learning_rate");
+  const bool has_rate = rate != t.params.end();
+  const std::string lr = has_rate ? absl::StrFormat(" (learning rate %.3g)", Number(rate->second)) : "";
+  const std::string suggestion = absl::StrFormat(
+      "lower the learning rate%s, add batch_norm, or use a larger batch_size; with sgd, lower the momentum",
+      has_rate ? absl::StrFormat(" below this trial's %.3g", Number(rate->second)) : "");
+  if (t.state == TrialState::kFailed && absl::StrContains(t.reason, "diverged")) {
+    return Finding{"unstable training: non-finite loss", absl::StrCat("trial ", t.number, lr, " failed: ", t.reason),
+                   suggestion, 2.7};
+  }
+  for (const Measurement& m : t.measurements) {
+    const double f = Metric(m, "train_nonfinite_fraction", 0);
+    if (f > 0) {
+      return Finding{"unstable training: non-finite loss",
+                     absl::StrFormat("trial %d%s: the training loss was NaN or infinite in %.0f%% of the batches of "
+                                     "epoch %d",
+                                     t.number, lr, 100 * f, m.step),
+                     suggestion, 2.7};
+    }
+  }
+  std::vector<std::pair<int, double>> loss;
+  for (const Measurement& m : t.measurements) {
+    const double v = Metric(m, "train_loss", NAN);
+    if (std::isfinite(v)) loss.emplace_back(m.step, v);
+  }
+  if (loss.size() < 3) return std::nullopt;
+  std::vector<std::string> series;
+  for (const auto& [step, v] : loss) series.push_back(absl::StrFormat("%.3f", v));
+  const std::string curve = absl::StrCat("training loss by epoch: ", absl::StrJoin(series, ", "));
+  double low = loss[0].second;
+  int low_step = loss[0].first;
+  for (size_t i = 1; i < loss.size(); ++i) {
+    if (loss[i].second > kDivergeFactor * low + kLossNoise) {
+      return Finding{"unstable training: diverging loss",
+                     absl::StrFormat("trial %d%s: the training loss rose from %.3f (epoch %d) to %.3f (epoch %d); %s",
+                                     t.number, lr, low, low_step, loss[i].second, loss[i].first, curve),
+                     suggestion, 2.6};
+    }
+    if (loss[i].second < low) low = loss[i].second, low_step = loss[i].first;
+  }
+  std::vector<int> rises;
+  for (size_t i = 1; i < loss.size(); ++i) {
+    if (loss[i].second > (1 + kLossRise) * loss[i - 1].second + kLossNoise) rises.push_back(loss[i].first);
+  }
+  if (static_cast<int>(rises.size()) < kOscillationRises) return std::nullopt;
+  return Finding{"unstable training: oscillating loss",
+                 absl::StrFormat("trial %d%s: the training loss rose by more than %.0f%% at epochs %s; %s", t.number,
+                                 lr, 100 * kLossRise, absl::StrJoin(rises, ", "), curve),
+                 suggestion, 2.2 + 0.1 * static_cast<double>(rises.size()) / loss.size()};
+}
+
 std::optional<Finding> CheckLearningRate(const Study& s) {
   std::vector<double> stuck_lr, other_lr;
-  std::vector<std::string> stuck_names;
-  int classes = 0;
+  std::vector<std::string> stuck_names, unstable_names;
+  int classes = 0, stuck = 0;
   for (const Trial& t : s.trials) classes = std::max<int>(classes, static_cast<int>(Recalls(t).size()));
   const double chance = classes > 0 ? 1.0 / classes : 0.1;
-  for (const Trial* t : Finished(s)) {
-    auto lr = t->params.find("learning_rate");
-    if (lr == t->params.end()) continue;
+  for (const Trial& t : s.trials) {
+    auto lr = t.params.find("learning_rate");
+    if (lr == t.params.end()) continue;
+    const bool finished = (t.state == TrialState::kCompleted || t.state == TrialState::kPruned) &&
+                          !t.measurements.empty();
+    const auto unstable = CheckLossCurve(t);
+    if (!finished && !unstable) continue;
     double best = 0;
-    for (const Measurement& m : t->measurements) best = std::max(best, Metric(m, "val_accuracy", m.value));
-    if (best < chance + kChanceMargin) {
+    for (const Measurement& m : t.measurements) best = std::max(best, Metric(m, "val_accuracy", m.value));
+    if (finished && best < chance + kChanceMargin) {
+      ++stuck;
       stuck_lr.push_back(Number(lr->second));
-      stuck_names.push_back(absl::StrFormat("%d (lr %.3g, best %.3f)", t->number, Number(lr->second), best));
+      stuck_names.push_back(absl::StrFormat("%d (lr %.3g, best %.3f)", t.number, Number(lr->second), best));
+    } else if (unstable) {
+      stuck_lr.push_back(Number(lr->second));
+      unstable_names.push_back(absl::StrFormat("%d (lr %.3g, %s)", t.number, Number(lr->second),
+                                               unstable->cause.substr(unstable->cause.find(": ") + 2)));
     } else {
       other_lr.push_back(Number(lr->second));
     }
@@ -116,14 +168,56 @@ std::optional<Finding> CheckLearningRate(const Study& s) {
   const double ms = Median(stuck_lr), mo = Median(other_lr);
   const bool high = ms > 3 * mo, low = ms < mo / 3;
   if (!high && !low) return std::nullopt;
+  std::vector<std::string> parts;
+  if (stuck > 0) {
+    parts.push_back(absl::StrFormat("%d trials never left chance level (%.2f): %s", stuck, chance,
+                                    absl::StrJoin(stuck_names, ", ")));
+  }
+  if (!unstable_names.empty()) {
+    parts.push_back(absl::StrFormat("%d trials had an unstable training loss: %s",
+                                    static_cast<int>(unstable_names.size()), absl::StrJoin(unstable_names, ", ")));
+  }
   return Finding{high ? "learning rate too high (divergence)" : "learning rate too low",
-                 absl::StrFormat("%d trials never left chance level (%.2f): %s; their median learning rate %.3g "
-                                 "vs %.3g for the %d trials that learned",
-                                 static_cast<int>(stuck_lr.size()), chance, absl::StrJoin(stuck_names, ", "), ms, mo,
-                                 static_cast<int>(other_lr.size())),
+                 absl::StrFormat("%s; their median learning rate %.3g vs %.3g for the %d trials that learned",
+                                 absl::StrJoin(parts, "; "), ms, mo, static_cast<int>(other_lr.size())),
                  high ? absl::StrFormat("lower the learning_rate range's upper end below about %.3g", std::sqrt(ms * mo))
                       : absl::StrFormat("raise the learning_rate range's lower end above about %.3g", std::sqrt(ms * mo)),
                  2.0 + static_cast<double>(stuck_lr.size()) / (stuck_lr.size() + other_lr.size())};
+}
+
+std::optional<Finding> CheckSlowLearning(const Study& s) {
+  const Trial* best = FindBestTrial(s);
+  if (best == nullptr || !best->value) return std::nullopt;
+  const bool maximize = s.spec.direction == Direction::kMaximize;
+  std::vector<double> slow_lr, other_lr;
+  std::vector<std::string> names;
+  for (const Trial& t : s.trials) {
+    auto lr = t.params.find("learning_rate");
+    if (lr == t.params.end() || t.state != TrialState::kCompleted || !t.value || t.measurements.size() < 2) continue;
+    const auto& ms = t.measurements;
+    const double gain = (ms.back().value - ms[ms.size() - 2].value) * (maximize ? 1 : -1);
+    const double behind = (*best->value - *t.value) * (maximize ? 1 : -1);
+    if (t.best_step == ms.back().step && gain > kSlowSlope && behind > kSlowGap) {
+      slow_lr.push_back(Number(lr->second));
+      names.push_back(absl::StrFormat("%d (lr %.3g: %+.3f over its last epoch, %.3f behind)", t.number,
+                                      Number(lr->second), gain, behind));
+    } else {
+      other_lr.push_back(Number(lr->second));
+    }
+  }
+  if (slow_lr.size() < 2 || other_lr.empty()) return std::nullopt;
+  const double ms = Median(slow_lr), mo = Median(other_lr);
+  if (ms >= mo / 3) return std::nullopt;
+  return Finding{"learning rate too low (slow improvement)",
+                 absl::StrFormat("%d trials were still improving by more than %.2f per epoch when they ended, yet "
+                                 "finished more than %.2f behind the best trial %d (%.4f): %s; their median "
+                                 "learning rate %.3g vs %.3g for the others",
+                                 static_cast<int>(slow_lr.size()), kSlowSlope, kSlowGap, best->number, *best->value,
+                                 absl::StrJoin(names, ", "), ms, mo),
+                 absl::StrFormat("raise the learning_rate range's lower end above about %.3g, or give trials more "
+                                 "max_epochs",
+                                 std::sqrt(ms * mo)),
+                 1.8 + static_cast<double>(slow_lr.size()) / (slow_lr.size() + other_lr.size())};
 }
 
 std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t) {
@@ -370,12 +464,14 @@ std::vector<Finding> Diagnose(const Study& s, int trial) {
   if (t == nullptr) t = FindBestTrial(s);
   std::vector<Finding> out;
   if (t != nullptr) {
-    for (auto f : {CheckOverfitting(*t), CheckUnderfitting(*t), CheckClassImbalance(s, *t), CheckSplitMismatch(*t)}) {
+    for (auto f : {CheckOverfitting(*t), CheckUnderfitting(*t), CheckClassImbalance(s, *t), CheckSplitMismatch(*t),
+                   CheckLossCurve(*t)}) {
       if (f) out.push_back(*f);
     }
     for (const Finding& f : CheckRangeEdges(s, *t)) out.push_back(f);
   }
   if (auto f = CheckLearningRate(s)) out.push_back(*f);
+  if (auto f = CheckSlowLearning(s)) out.push_back(*f);
   if (auto f = CheckNoise(s)) out.push_back(*f);
   if (auto f = CheckPrunedSlowStarters(s)) out.push_back(*f);
   std::stable_sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) { return a.severity > b.severity; });

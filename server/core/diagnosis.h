@@ -34,12 +34,35 @@ std::optional<Finding> CheckUnderfitting(const Trial& t);
 inline constexpr double kUnderfitTrain = 0.75;
 inline constexpr double kUnderfitSlope = 0.05;
 
-// Learning-rate trouble: finished trials whose best validation accuracy stayed
-// within kChanceMargin (0.05) of chance (1 / classes) are "stuck"; when at least
-// two trials are stuck and their median learning rate is more than 3x (or less
+// Unstable training loss within one trial, from its per-epoch training loss:
+//  - non-finite: an epoch in which some batch's loss was NaN or infinite
+//    ("train_nonfinite_fraction" > 0), or a trial that failed because training diverged;
+//  - divergence: the training loss rose above kDivergeFactor (1.5) times its lowest earlier value;
+//  - oscillation: at least kOscillationRises (2) epochs whose training loss rose by more than
+//    kLossRise (3%) over the epoch before. Every learning-rate schedule here is non-increasing,
+//    so a healthy run's mean training loss falls from epoch to epoch.
+// Both rises must also exceed kLossNoise (0.02) in absolute terms: a memorizing network's loss
+// near zero bounces by large factors that mean nothing.
+std::optional<Finding> CheckLossCurve(const Trial& t);
+inline constexpr double kDivergeFactor = 1.5;
+inline constexpr double kLossRise = 0.03;
+inline constexpr double kLossNoise = 0.02;
+inline constexpr int kOscillationRises = 2;
+
+// Learning rate too high or too low: trials are "troubled" when their best validation accuracy
+// stayed within kChanceMargin (0.05) of chance (1 / classes), or when CheckLossCurve fires on them;
+// when at least two trials are troubled and their median learning rate is more than 3x (or less
 // than 1/3 of) the median of the others, the rate is named as the cause.
 std::optional<Finding> CheckLearningRate(const Study& s);
 inline constexpr double kChanceMargin = 0.05;
+
+// Improvement so slow the rate is too low: trials whose last epoch was their best and still gained
+// more than kSlowSlope (0.01) of the metric over the epoch before, yet ended more than kSlowGap (0.03)
+// behind the study's best. When at least two trials are slow and their median learning rate is
+// below a third of the others', the rate is named; they were cut off while still learning.
+std::optional<Finding> CheckSlowLearning(const Study& s);
+inline constexpr double kSlowSlope = 0.01;
+inline constexpr double kSlowGap = 0.03;
 
 // Class imbalance: a class whose validation recall (best epoch) is below
 // kRecallRatio (0.6) of the mean recall; compares trials with and without

@@ -166,6 +166,90 @@ TEST(DiagnosisTest, SplitMismatchFromClassFrequenciesOrPixels) {
             std::string::npos) << CheckSplitMismatch(t)->evidence;
 }
 
+// Adds a training loss (and optionally the share of non-finite batches) to each epoch of a curve.
+Trial WithLoss(Trial t, const std::vector<double>& loss, const std::vector<double>& nonfinite = {}) {
+  for (size_t k = 0; k < t.measurements.size() && k < loss.size(); ++k) {
+    t.measurements[k].metrics["train_loss"] = loss[k];
+    if (k < nonfinite.size()) t.measurements[k].metrics["train_nonfinite_fraction"] = nonfinite[k];
+  }
+  return t;
+}
+
+TEST(DiagnosisTest, LossCurveNamesNonFiniteDivergingAndOscillatingLoss) {
+  const Trial base = Curve(0, {0.5, 0.6, 0.62, 0.63, 0.64}, {0.5, 0.6, 0.62, 0.63, 0.64}, 0.04);
+  // A healthy, falling loss: nothing, even with small bumps (< 3%) or a single rise.
+  EXPECT_FALSE(CheckLossCurve(WithLoss(base, {1.2, 0.9, 0.8, 0.75, 0.72})));
+  EXPECT_FALSE(CheckLossCurve(WithLoss(base, {1.2, 0.9, 0.91, 0.85, 0.80})));
+  EXPECT_FALSE(CheckLossCurve(WithLoss(base, {1.2, 0.9, 0.95, 0.85, 0.80})));
+  EXPECT_FALSE(CheckLossCurve(base));  // no loss recorded: no claim
+  // A memorizing network's loss near zero bounces by large factors: noise, not instability.
+  EXPECT_FALSE(CheckLossCurve(WithLoss(base, {0.05, 0.01, 0.02, 0.008, 0.016})));
+
+  auto nan = CheckLossCurve(WithLoss(base, {1.2, 0.9, 0.8}, {0, 0, 0.25}));
+  ASSERT_TRUE(nan.has_value());
+  EXPECT_EQ(nan->cause, "unstable training: non-finite loss");
+  EXPECT_NE(nan->evidence.find("25% of the batches of epoch 3"), std::string::npos) << nan->evidence;
+  EXPECT_NE(nan->evidence.find("learning rate 0.04"), std::string::npos) << nan->evidence;
+
+  auto up = CheckLossCurve(WithLoss(base, {1.2, 0.6, 0.7, 1.0, 1.1}));
+  ASSERT_TRUE(up.has_value());
+  EXPECT_EQ(up->cause, "unstable training: diverging loss");
+  EXPECT_NE(up->evidence.find("from 0.600 (epoch 2) to 1.000 (epoch 4)"), std::string::npos) << up->evidence;
+
+  auto osc = CheckLossCurve(WithLoss(base, {1.2, 0.8, 0.9, 0.7, 0.85}));
+  ASSERT_TRUE(osc.has_value());
+  EXPECT_EQ(osc->cause, "unstable training: oscillating loss");
+  EXPECT_NE(osc->evidence.find("at epochs 3, 5"), std::string::npos) << osc->evidence;
+  EXPECT_NE(osc->evidence.find("1.200, 0.800, 0.900, 0.700, 0.850"), std::string::npos) << osc->evidence;
+
+  Trial failed = base;
+  failed.state = TrialState::kFailed;
+  failed.reason = "training diverged: val_accuracy is nan at epoch 2";
+  ASSERT_TRUE(CheckLossCurve(failed));
+  EXPECT_NE(CheckLossCurve(failed)->evidence.find("val_accuracy is nan"), std::string::npos);
+}
+
+TEST(DiagnosisTest, LearningRateTooHighWhenTheUnstableTrialsHadHighRates) {
+  Study s = MakeStudy();
+  // Three trials learned a little but their loss oscillated or went NaN; all had high rates.
+  s.trials = {WithLoss(Curve(0, {0.6, 0.7, 0.65, 0.7, 0.66}, {0.6, 0.7, 0.66, 0.7, 0.67}, 0.05), {1.0, 0.7, 0.8, 0.6, 0.75}),
+              WithLoss(Curve(1, {0.6, 0.62, 0.61}, {0.6, 0.6, 0.6}, 0.03), {1.0, 0.8, 0.9}, {0, 0, 0.5}),
+              WithLoss(Curve(2, {0.82, 0.85, 0.86}, {0.8, 0.86, 0.87}, 0.002), {0.6, 0.45, 0.4}),
+              WithLoss(Curve(3, {0.80, 0.84, 0.85}, {0.8, 0.85, 0.86}, 0.001), {0.6, 0.5, 0.42}),
+              WithLoss(Curve(4, {0.81, 0.84, 0.86}, {0.8, 0.85, 0.87}, 0.003), {0.65, 0.48, 0.41})};
+  auto f = CheckLearningRate(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->cause, "learning rate too high (divergence)");
+  EXPECT_NE(f->evidence.find("2 trials had an unstable training loss: 0 (lr 0.05, oscillating loss), "
+                             "1 (lr 0.03, non-finite loss)"),
+            std::string::npos) << f->evidence;
+  EXPECT_EQ(f->evidence.find("chance"), std::string::npos) << f->evidence;
+  s.trials[2].params["learning_rate"] = 0.04;  // the stable trials had high rates too: no claim
+  s.trials[3].params["learning_rate"] = 0.05;
+  s.trials[4].params["learning_rate"] = 0.03;
+  EXPECT_FALSE(CheckLearningRate(s));
+}
+
+TEST(DiagnosisTest, SlowImprovementWithLowRatesIsNamed) {
+  Study s = MakeStudy();
+  s.trials = {Curve(0, {0.80, 0.85, 0.87}, {0.8, 0.86, 0.88}, 0.003), Curve(1, {0.81, 0.85, 0.86}, {0.8, 0.85, 0.87}, 0.002),
+              Curve(2, {0.40, 0.55, 0.66}, {0.4, 0.55, 0.66}, 0.0002), Curve(3, {0.35, 0.50, 0.62}, {0.35, 0.5, 0.62}, 0.0001)};
+  auto f = CheckSlowLearning(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->cause, "learning rate too low (slow improvement)");
+  EXPECT_NE(f->evidence.find("2 (lr 0.0002: +0.110 over its last epoch, 0.210 behind)"), std::string::npos)
+      << f->evidence;
+  EXPECT_TRUE(Names(Diagnose(s, -1), "learning rate too low (slow improvement)"));
+  // Slow trials that had ordinary rates: the rate is not the explanation.
+  s.trials[2].params["learning_rate"] = 0.002;
+  s.trials[3].params["learning_rate"] = 0.003;
+  EXPECT_FALSE(CheckSlowLearning(s));
+  // Trials that had levelled off are not slow, whatever their rate.
+  s.trials[2] = Curve(2, {0.40, 0.55, 0.555}, {0.4, 0.55, 0.56}, 0.0002);
+  s.trials[3] = Curve(3, {0.35, 0.50, 0.505}, {0.35, 0.5, 0.51}, 0.0001);
+  EXPECT_FALSE(CheckSlowLearning(s));
+}
+
 TEST(DiagnosisTest, AHealthyStudyRaisesNoAlarm) {
   Study s = MakeStudy();
   s.trials = {Curve(0, {0.80, 0.84, 0.86}, {0.82, 0.86, 0.88}, 0.003), Curve(1, {0.78, 0.82, 0.85}, {0.8, 0.84, 0.86}, 0.002)};

@@ -354,7 +354,7 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
       const auto t0 = std::chrono::steady_clock::now();
       const double lr = ScheduledRate(config, epoch, options.max_epochs);
       double train_seconds = 0, loss_sum = 0;
-      int64_t correct = 0, seen = 0;
+      int64_t correct = 0, seen = 0, finite_seen = 0, batches = 0, nonfinite_batches = 0;
       auto class_hits = torch::zeros({classes}, torch::kInt64), class_seen = torch::zeros({classes}, torch::kInt64);
       std::vector<Eval> evals;
       for (Execution& e : ex) {
@@ -385,7 +385,14 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
           auto loss = F::cross_entropy(logits, y, loss_options);
           loss.backward();
           e.optimizer->step();
-          loss_sum += loss.item<double>() * idx.size(0);
+          const double batch_loss = loss.item<double>();
+          ++batches;
+          if (std::isfinite(batch_loss)) {
+            loss_sum += batch_loss * idx.size(0);
+            finite_seen += idx.size(0);
+          } else {
+            ++nonfinite_batches;
+          }
           const auto hit = logits.argmax(1).eq(y);
           correct += hit.sum().item<int64_t>();
           class_hits.index_add_(0, y, hit.to(torch::kInt64));
@@ -406,7 +413,8 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
       for (const Eval& v : evals) r.val_accuracy_std += (v.accuracy - r.val_accuracy) * (v.accuracy - r.val_accuracy);
       r.val_accuracy_std = runs > 1 ? std::sqrt(r.val_accuracy_std / (runs - 1)) : 0.0;
       r.train_accuracy = static_cast<double>(correct) / std::max<int64_t>(1, seen);
-      r.train_loss = loss_sum / std::max<int64_t>(1, seen);
+      r.train_loss = finite_seen > 0 ? loss_sum / finite_seen : std::nan("");
+      r.train_nonfinite_fraction = static_cast<double>(nonfinite_batches) / std::max<int64_t>(1, batches);
       r.learning_rate = lr;
       r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.train_images_per_second = seen / std::max(1e-9, train_seconds);
@@ -441,6 +449,10 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
       }
       if (config.patience > 0 && since_best >= config.patience) {
         result.patience_stop = true;
+        break;
+      }
+      if (batches > 0 && nonfinite_batches == batches) {  // NaN weights: more epochs cannot change anything
+        result.diverged_stop = true;
         break;
       }
     }

@@ -59,7 +59,8 @@ struct EpochReport {
   int epoch = 0;  // 1-based
   double val_accuracy = 0, val_loss = 0, val_balanced_accuracy = 0, val_macro_f1 = 0;
   double val_accuracy_std = 0;  // spread over executions (0 with one)
-  double train_accuracy = 0, train_loss = 0;
+  double train_accuracy = 0, train_loss = 0;  // train_loss: mean over the batches whose loss was finite
+  double train_nonfinite_fraction = 0;        // share of batches whose loss was NaN or infinite
   double learning_rate = 0;
   double seconds = 0;             // training + validation time of this epoch (all executions)
   double train_images_per_second = 0;
@@ -69,6 +70,7 @@ struct TrainResult {
   int epochs_run = 0;
   bool stopped_early = false;     // the epoch callback said stop
   bool patience_stop = false;     // `patience` epochs without improvement
+  bool diverged_stop = false;     // every batch of an epoch had a non-finite loss: the weights cannot recover
   int best_epoch = 0;
   double best_value = 0;          // of the selection metric
   double test_accuracy = -1, test_loss = -1;  // of the best epoch's weights; -1 when stopped early
