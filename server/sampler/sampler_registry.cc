@@ -30,7 +30,9 @@ absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const StudySpec& spec) {
         .Read("prior_weight", &o.prior_weight, 1e-6, 1e6)
         .Read("multivariate", &o.multivariate, 0, 1)
         .Read("constant_liar", &o.constant_liar, 0, 1)
-        .Read("use_pruned", &o.use_pruned, 0, 1);
+        .Read("use_pruned", &o.use_pruned, 0, 1)
+        .Read("rung_fit", &o.rung_fit, 0, 1)
+        .Read("rung_min_trials", &o.rung_min_trials, 0, 1e6);
     if (auto s = opts.Done(); !s.ok()) return s;
     return NewTpeSampler(o);
   }

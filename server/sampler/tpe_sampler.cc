@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
+#include <set>
 
 #include "server/core/search_space.h"
 #include "server/sampler/random_sampler.h"
@@ -236,14 +238,30 @@ class TpeSampler final : public Sampler {
       }
     }
     if (finished < o_.n_startup_trials) return random_->Sample(study, number, trial_seed);
+    size_t n_ranked = ev.size();
+    if (const int rung = FitRung(study, ev); rung >= 0) {
+      // Rank at that rung: every trial that reached it by its best value so far; the rest below.
+      n_ranked = 0;
+      for (Evidence& e : ev) {
+        if (e.group == 2) continue;
+        const bool reached = e.group == 0 || e.step >= rung;
+        if (!reached) continue;
+        e.group = 0;
+        e.loss = kInf;
+        for (const Measurement& m : e.trial->measurements) {
+          if (m.step <= rung) e.loss = std::min(e.loss, sign * m.value);
+        }
+        ++n_ranked;
+      }
+    }
     // Completed first (by loss), then pruned (deeper steps first, then loss), then running.
     std::stable_sort(ev.begin(), ev.end(), [](const Evidence& a, const Evidence& b) {
       if (a.group != b.group) return a.group < b.group;
       if (a.group == 1 && a.step != b.step) return a.step > b.step;
       return a.loss < b.loss;
     });
-    const size_t n_good = std::min<size_t>(
-        static_cast<size_t>(o_.max_good), static_cast<size_t>(std::ceil(o_.gamma * static_cast<double>(ev.size()))));
+    const size_t n_good = std::max<size_t>(1, std::min<size_t>(
+        static_cast<size_t>(o_.max_good), static_cast<size_t>(std::ceil(o_.gamma * static_cast<double>(n_ranked)))));
     std::vector<const Trial*> good, bad;
     for (size_t i = 0; i < ev.size(); ++i) (i < n_good ? good : bad).push_back(ev[i].trial);
     auto by_number = [](const Trial* a, const Trial* b) { return a->number < b->number; };
@@ -271,6 +289,27 @@ class TpeSampler final : public Sampler {
   }
 
  private:
+  // BOHB's budget: -1 (rank completed trials first) when enough trials completed or rung fitting is
+  // off; else the highest step that at least n_min finished trials reached (-1 if none).
+  int FitRung(const Study& study, const std::vector<Evidence>& ev) const {
+    if (!o_.rung_fit || !o_.use_pruned) return -1;
+    const int n_min = o_.rung_min_trials > 0 ? o_.rung_min_trials : static_cast<int>(study.spec.params.size()) + 3;
+    int completed = 0;
+    std::map<int, int> reached;  // step -> trials that reported it (completed trials reach every step they ran)
+    for (const Evidence& e : ev) {
+      if (e.group == 2) continue;
+      completed += e.group == 0;
+      std::set<int> steps;
+      for (const Measurement& m : e.trial->measurements) steps.insert(m.step);
+      for (int st : steps) ++reached[st];
+    }
+    if (completed >= n_min) return -1;
+    for (auto it = reached.rbegin(); it != reached.rend(); ++it) {
+      if (it->second >= n_min) return it->first;
+    }
+    return -1;
+  }
+
   // Observations of `p` among `trials` (where it was active), with recency weights.
   static void Observe(const ParamSpec& p, const std::vector<const Trial*>& trials, std::vector<double>* obs,
                       std::vector<double>* w) {

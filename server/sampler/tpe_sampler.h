@@ -19,6 +19,11 @@ struct TpeOptions {
   bool multivariate = true;
   bool constant_liar = true;  // RUNNING trials count as bad observations
   bool use_pruned = true;     // pruned trials count, by their last value, below completed ones
+  // BOHB (Falkner et al. 2018): while fewer than `rung_min_trials` trials have completed, split good
+  // from bad at the highest step that at least that many trials reached (completed or pruned), by
+  // their best value up to that step; trials that stopped earlier count as bad. 0: parameters + 3.
+  bool rung_fit = true;
+  int rung_min_trials = 0;
 };
 
 // Tree-structured Parzen Estimator (Bergstra et al. 2011), in the manner of

@@ -142,9 +142,44 @@ TEST(TpeSamplerTest, ConstantLiarKeepsParallelAsksApart) {
   EXPECT_GE(xs.size(), 9u);  // no near-duplicates (to 1e-3)
 }
 
+// BOHB-style fitting: with one completed trial (a mediocre one, at x = 0.9) and many trials pruned at
+// step 3, the model is fitted on step 3, where the trials near x = 0.1 were clearly ahead.
+TEST(TpeSamplerTest, RungFittingLearnsFromPrunedTrialsWhenFewCompleted) {
+  auto run = [](bool rung_fit) {
+    Study s = MakeStudy({{"type", "tpe"}, {"n_startup_trials", 5}, {"seed", 1}, {"rung_fit", rung_fit}},
+                        R"([{"name": "x", "type": "float", "low": 0, "high": 1}])", "maximize");
+    auto add = [&](double x, int steps, double top, TrialState state) {
+      Trial t;
+      t.number = static_cast<int>(s.trials.size());
+      t.id = t.number + 1;
+      t.params["x"] = x;
+      t.state = state;
+      for (int k = 1; k <= steps; ++k) t.measurements.push_back({k, top * k / steps, {}, {}});
+      if (state == TrialState::kCompleted) t.value = top, t.best_step = steps;
+      s.trials.push_back(t);
+    };
+    add(0.9, 10, 0.80, TrialState::kCompleted);
+    for (int i = 0; i < 6; ++i) add(0.08 + 0.01 * i, 3, 0.70 + 0.01 * i, TrialState::kPruned);  // ahead at step 3
+    for (int i = 0; i < 6; ++i) add(0.85 + 0.02 * i, 3, 0.30 + 0.01 * i, TrialState::kPruned);
+    for (int i = 0; i < 6; ++i) add(0.4 + 0.03 * i, 1, 0.10, TrialState::kPruned);
+    auto sampler = MakeSampler(s.spec);
+    EXPECT_TRUE(sampler.ok());
+    int near = 0;
+    for (int n = 0; n < 40; ++n) {
+      auto p = (*sampler)->Sample(s, 100 + n, TrialSeed(s.seed, 100 + n));
+      EXPECT_TRUE(p.ok());
+      near += std::get<double>(p->at("x")) < 0.3;
+    }
+    return near;
+  };
+  const int with = run(true), without = run(false);
+  EXPECT_GE(with, 28) << "of 40 samples near the trials ahead at step 3 (without rung fitting: " << without << ")";
+  EXPECT_GT(with, without + 8);
+}
+
 TEST(TpeSamplerTest, OptionsAreValidated) {
   for (const char* bad : {R"({"type": "tpe", "gamma": 2})", R"({"type": "tpe", "n_startup": 3})",
-                          R"({"type": "tpe", "multivariate": "yes"})"}) {
+                          R"({"type": "tpe", "multivariate": "yes"})", R"({"type": "tpe", "rung_min_trials": -1})"}) {
     Study s = MakeStudy(json::parse(bad));
     EXPECT_EQ(MakeSampler(s.spec).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
