@@ -15,7 +15,10 @@ splits good from bad at the highest step enough trials reached, as in BOHB), hpo
 Reported: the regret (best recorded accuracy minus the best final accuracy found) after --checkpoints
 epochs, median and mean over --seeds seeds.
 
-  /usr/bin/python3 bench/bohb_replay.py [--seeds 10] [--budget 200] [--checkpoints 50,100,200]
+--surrogate hartmann6 replaces the recorded curves by smooth synthetic ones (see Hartmann6Curves).
+
+  /usr/bin/python3 bench/bohb_replay.py [--surrogate curves|hartmann6] [--seeds 10] [--budget 200]
+                                        [--checkpoints 50,100,200]
 """
 import argparse
 import heapq
@@ -38,6 +41,8 @@ ARMS = {
     "hpo tpe (rung fitting)": {"type": "tpe"},
     "hpo tpe, rung_fit false": {"type": "tpe", "rung_fit": False},
     "hpo tpe, use_pruned false": {"type": "tpe", "use_pruned": False},
+    "hpo gp (rung fitting)": {"type": "gp"},
+    "hpo gp, rung_fit false": {"type": "gp", "rung_fit": False},
     "hpo random": {"type": "random"},
 }
 
@@ -59,35 +64,55 @@ class Surrogate:
             return d
         return min(range(len(self.curves)), key=lambda i: dist(self.curves[i]))
 
+    def curve(self, config):
+        return self.curves[self.nearest(config)]
+
+
+class Hartmann6Curves:
+    """A smooth synthetic alternative: configuration x in [0, 1]^6 reaches A(x) = -Hartmann6(x) / 3.3224 (1 at the
+    optimum) as A(x) * (1 - exp(-step / tau)) with tau = 0.5 + 4 * x1, so slow starters exist and curves cross;
+    an epoch takes 1 + 0.5 * x2 simulated seconds."""
+
+    def __init__(self):
+        from sampler_bench import hartmann6_x, H6_MIN
+        self.f, self.norm = hartmann6_x, -H6_MIN
+        self.params = [{"name": f"x{i}", "type": "float", "low": 0.0, "high": 1.0} for i in range(1, 7)]
+        self.top = 1.0
+
+    def curve(self, config):
+        x = [config[f"x{i}"] for i in range(1, 7)]
+        a, tau = -self.f(x) / self.norm, 0.5 + 4 * x[0]
+        return {"values": [a * (1 - math.exp(-s / tau)) for s in range(1, EPOCHS + 1)],
+                "epoch_seconds": [1 + 0.5 * x[1]] * EPOCHS}
+
 
 def simulate(surrogate, budget, checkpoints, ask, report, finish):
     """4 async workers until `budget` epochs are trained. Returns the best final accuracy found at each checkpoint."""
-    curves = surrogate.curves
     events, epochs, best, trace = [], 0, -1.0, {}
     running = {}
 
     def start(w, t):
         handle, config = ask()
-        i = surrogate.nearest(config)
-        running[w] = (i, handle, 0)
-        heapq.heappush(events, (t + curves[i]["epoch_seconds"][0], w))
+        c = surrogate.curve(config)
+        running[w] = (c, handle, 0)
+        heapq.heappush(events, (t + c["epoch_seconds"][0], w))
 
     for w in range(WORKERS):
         start(w, 0.0)
     while events and epochs < budget:
         clock, w = heapq.heappop(events)
-        i, handle, done = running[w]
+        c, handle, done = running[w]
         done += 1
         epochs += 1
-        prune = report(handle, done, curves[i]["values"][done - 1])
+        prune = report(handle, done, c["values"][done - 1])
         if prune or done == EPOCHS:
-            finish(handle, prune, max(curves[i]["values"][:done]))
+            finish(handle, prune, max(c["values"][:done]))
             if not prune:
-                best = max(best, max(curves[i]["values"]))
+                best = max(best, max(c["values"]))
             start(w, clock)
         else:
-            running[w] = (i, handle, done)
-            heapq.heappush(events, (clock + curves[i]["epoch_seconds"][done], w))
+            running[w] = (c, handle, done)
+            heapq.heappush(events, (clock + c["epoch_seconds"][done], w))
         for c in checkpoints:
             if epochs == c:
                 trace[c] = best
@@ -153,6 +178,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--curves", default=os.path.join(HERE, "curves", "*.json"))
     ap.add_argument("--spec", default=os.path.join(HERE, "record-curves.json"))
+    ap.add_argument("--surrogate", choices=["curves", "hartmann6"], default="curves")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--checkpoints", default="50,100,200")
@@ -160,11 +186,16 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bohb_replay.json"))
     args = ap.parse_args()
     checkpoints = [int(c) for c in args.checkpoints.split(",")]
-    curves = load_curves(args.curves)
-    with open(args.spec) as f:
-        spec_params = json.load(f)["parameters"]
-    surrogate = Surrogate(curves, spec_params)
-    top = max(max(c["values"]) for c in curves)
+    if args.surrogate == "curves":
+        curves = load_curves(args.curves)
+        with open(args.spec) as f:
+            spec_params = json.load(f)["parameters"]
+        surrogate = Surrogate(curves, spec_params)
+        top = max(max(c["values"]) for c in curves)
+        what = f"{len(curves)} recorded curves (best {top:.4f})"
+    else:
+        surrogate = Hartmann6Curves()
+        spec_params, top, what = surrogate.params, surrogate.top, "Hartmann6 learning curves (best 1)"
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     server = Server(args.server)
@@ -178,7 +209,7 @@ def main():
                 run_optuna(optuna, spec_params, surrogate, seed, args.budget, checkpoints))
     finally:
         server.close()
-    print(f"{len(curves)} recorded curves (best {top:.4f}), {args.seeds} seeds, {WORKERS} simulated workers, "
+    print(f"{what}, {args.seeds} seeds, {args.budget} epochs, {WORKERS} simulated workers, "
           f"ASHA (min_resource 1, reduction_factor 3)\n")
     print("| sampler | " + " | ".join(f"regret after {c} epochs: median (mean)" for c in checkpoints) + " |")
     print("|---|" + "---|" * len(checkpoints))
@@ -192,7 +223,7 @@ def main():
         print(f"| {name} | " + " | ".join(cells) + " |")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"curves": len(curves), "best": top, "seeds": args.seeds, "budget": args.budget,
+        json.dump({"surrogate": what, "best": top, "seeds": args.seeds, "budget": args.budget,
                    "regrets": summary}, f, indent=1)
 
 

@@ -12,6 +12,11 @@ struct GpOptions {
   int n_refine = 5;            // best candidates refined by local search
   int max_fit_points = 300;    // hyperparameters are fitted on at most this many trials (best + newest)
   bool kriging_believer = true;  // RUNNING trials join the data at the model's mean
+  // Pruned trials inform the model (as in BOHB): while fewer than parameters + 3 trials have completed,
+  // the model is fitted on the best value up to the highest step that that many trials reached
+  // (completed or pruned); trials stopped before that step, or pruned at all once enough trials
+  // completed, join the data at the worst value being fitted. false: completed trials only.
+  bool rung_fit = true;
 };
 
 // Gaussian-process Bayesian optimization: Matern-5/2 kernel with one length

@@ -43,7 +43,8 @@ absl::StatusOr<std::unique_ptr<Sampler>> MakeSampler(const StudySpec& spec) {
         .Read("n_candidates", &o.n_candidates, 10, 1e6)
         .Read("n_refine", &o.n_refine, 1, 100)
         .Read("max_fit_points", &o.max_fit_points, 10, 5000)
-        .Read("kriging_believer", &o.kriging_believer, 0, 1);
+        .Read("kriging_believer", &o.kriging_believer, 0, 1)
+        .Read("rung_fit", &o.rung_fit, 0, 1);
     if (auto s = opts.Done(); !s.ok()) return s;
     return NewGpSampler(o);
   }

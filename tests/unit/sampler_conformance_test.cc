@@ -144,9 +144,15 @@ TEST(TpeSamplerTest, ConstantLiarKeepsParallelAsksApart) {
 
 // BOHB-style fitting: with one completed trial (a mediocre one, at x = 0.9) and many trials pruned at
 // step 3, the model is fitted on step 3, where the trials near x = 0.1 were clearly ahead.
-TEST(TpeSamplerTest, RungFittingLearnsFromPrunedTrialsWhenFewCompleted) {
+class RungFitTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RungFitTest, LearnsFromPrunedTrialsWhenFewCompleted) {
   auto run = [](bool rung_fit) {
-    Study s = MakeStudy({{"type", "tpe"}, {"n_startup_trials", 5}, {"seed", 1}, {"rung_fit", rung_fit}},
+    json options = json::parse(GetParam());
+    options["n_startup_trials"] = 5;
+    options["seed"] = 1;
+    options["rung_fit"] = rung_fit;
+    Study s = MakeStudy(options,
                         R"([{"name": "x", "type": "float", "low": 0, "high": 1}])", "maximize");
     auto add = [&](double x, int steps, double top, TrialState state) {
       Trial t;
@@ -176,6 +182,9 @@ TEST(TpeSamplerTest, RungFittingLearnsFromPrunedTrialsWhenFewCompleted) {
   EXPECT_GE(with, 28) << "of 40 samples near the trials ahead at step 3 (without rung fitting: " << without << ")";
   EXPECT_GT(with, without + 8);
 }
+
+INSTANTIATE_TEST_SUITE_P(ModelBasedSamplers, RungFitTest,
+                         ::testing::Values(R"({"type": "tpe"})", R"({"type": "gp", "n_candidates": 200})"));
 
 TEST(TpeSamplerTest, OptionsAreValidated) {
   for (const char* bad : {R"({"type": "tpe", "gamma": 2})", R"({"type": "tpe", "n_startup": 3})",
