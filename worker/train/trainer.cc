@@ -289,10 +289,6 @@ class ReplicaPool {
 
  private:
   void Loop(int i) {
-    // LibTorch sets each thread's OpenMP thread count to the process's at its first parallel
-    // operation there: let that happen first, then keep this thread to one.
-    // (An operation big enough to be split: small ones never ask.)
-    (void)torch::zeros({1 << 20}).add_(1);
     omp_set_num_threads(1);
     uint64_t seen = 0;
     for (;;) {
@@ -305,7 +301,6 @@ class ReplicaPool {
         job = job_;
       }
       try {
-        omp_set_num_threads(1);
         (*job)(i);
       } catch (...) {
         errors_[i] = std::current_exception();
