@@ -5,9 +5,7 @@ Trains the anchor's small CNN (conv32-pool-conv64-pool-fc128-fc10, batch 128, Ad
 Fashion-MNIST with build/bench/hpo-train-bench and with ../shared/anchors/torch_fmnist.py
 (--mode train), alternately, seed by seed, with the same thread count, image counts and epochs.
 Prints training images/s of both and their ratio, validation accuracy after each epoch, hpo's peak
-RSS, and the fraction of the CPU's peak FLOP rate reached. hpo runs as hpo-worker does: with N threads,
-N data-parallel replicas of the network with one LibTorch thread each (--intra-op adds hpo with one
-network whose operations are split across the threads, as PyTorch does).
+RSS, and the fraction of the CPU's peak FLOP rate reached.
 
   /usr/bin/python3 bench/train_bench.py [--seeds 3 --epochs 3 --threads 2 --train 50000 --val 10000]
 Needs python3-torch (the anchor) besides hpo's build.
@@ -27,10 +25,9 @@ TRAIN_FLOP_PER_IMAGE = 3 * 8.48e6
 PEAK_FLOPS = 520e9  # the 2 cores' fp32 multiply-add peak (AVX-512), ../shared/anchors/README.md
 
 
-def run_hpo(args, seed, augment=False, replicas=-1):
+def run_hpo(args, seed, augment=False):
     cmd = [args.hpo_bench, f"--threads={args.threads}", f"--epochs={args.epochs}", f"--seed={seed}",
-           f"--train={args.train}", f"--val={args.val}", f"--augment={'true' if augment else 'false'}",
-           f"--replicas={replicas}"]
+           f"--train={args.train}", f"--val={args.val}", f"--augment={'true' if augment else 'false'}"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -55,9 +52,6 @@ def main():
     ap.add_argument("--hpo-bench", default=os.path.join(ROOT, "build", "bench", "hpo-train-bench"))
     ap.add_argument("--anchor", default=os.path.join(ROOT, "..", "shared", "anchors", "torch_fmnist.py"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "train_bench.json"))
-    ap.add_argument("--intra-op", action="store_true",
-                    help="also run hpo with one network and intra-op threads (--replicas=1) instead of its "
-                         "default, one data-parallel replica per thread")
     ap.add_argument("--augmentation", action="store_true",
                     help="instead: hpo's images/s with and without on-the-fly augmentation (rotation 10, shift "
                          "0.1, zoom 0.1, shear 5, flips), alternately, and the cost")
@@ -74,11 +68,8 @@ def main():
               f"({statistics.mean(augmented):.0f} vs {statistics.mean(plain):.0f} img/s)")
         return 0
     rows = []
-    impls = [("hpo", run_hpo), ("pytorch", run_anchor)]
-    if args.intra_op:
-        impls.append(("hpo intra-op", lambda a, seed: run_hpo(a, seed, replicas=1)))
     for seed in range(args.seeds):
-        for name, fn in impls:
+        for name, fn in (("hpo", run_hpo), ("pytorch", run_anchor)):
             r = fn(args, seed)
             ips = [h["train_img_per_s"] for h in r["history"]]
             rows.append({"impl": name, "seed": seed, "img_per_s": ips, "val_acc": [h["val_acc"] for h in r["history"]],
@@ -86,7 +77,7 @@ def main():
             print(f"seed {seed} {name:8s}: train img/s per epoch {', '.join(f'{x:.0f}' for x in ips)}; "
                   f"val acc {', '.join(f'{x:.4f}' for x in rows[-1]['val_acc'])}", flush=True)
     summary = {}
-    for name, _ in impls:
+    for name in ("hpo", "pytorch"):
         mine = [r for r in rows if r["impl"] == name]
         mean_ips = statistics.mean(statistics.mean(r["img_per_s"]) for r in mine)
         summary[name] = {
@@ -105,15 +96,12 @@ def main():
           f"{args.seeds} seeds (alternating)")
     print("| | train img/s | val acc per epoch | test acc | peak FLOP fraction |")
     print("|---|---|---|---|---|")
-    for name, _ in impls:
+    for name in ("hpo", "pytorch"):
         s = summary[name]
         print(f"| {name} | {s['train_img_per_s']:.0f} | {' / '.join(f'{x:.4f}' for x in s['val_acc_per_epoch'])} | "
               f"{s['test_acc']:.4f} | {100 * s['peak_flop_fraction']:.1f}% |")
     print(f"hpo / pytorch images per second: {summary['ratio']:.2f} (per seed: "
           f"{', '.join(f'{x:.2f}' for x in ratios)}); hpo peak RSS {summary['hpo_peak_rss_mb']:.0f} MB")
-    if args.intra_op:
-        summary["intra_op_ratio"] = summary["hpo intra-op"]["train_img_per_s"] / summary["pytorch"]["train_img_per_s"]
-        print(f"hpo intra-op / pytorch: {summary['intra_op_ratio']:.2f}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"args": vars(args), "rows": rows, "summary": summary}, f, indent=1)
