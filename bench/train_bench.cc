@@ -29,7 +29,6 @@ ABSL_FLAG(bool, augment, false, "augment every batch: rotation 10, shift 0.1, zo
 ABSL_FLAG(bool, mkldnn, true, "let LibTorch use oneDNN convolutions");
 ABSL_FLAG(bool, flush_denormal, false, "flush denormal floats to zero");
 ABSL_FLAG(bool, malloc_tuning, true, "raise glibc's mmap/trim thresholds, as hpo-worker does");
-ABSL_FLAG(int, replicas, -1, "data-parallel replicas (-1: one per thread, as hpo-worker does; 1: intra-op threads)");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -67,7 +66,6 @@ int main(int argc, char** argv) {
   }
   hpo::worker::TrainOptions o;
   o.max_epochs = absl::GetFlag(FLAGS_epochs);
-  o.replicas = absl::GetFlag(FLAGS_replicas) < 0 ? absl::GetFlag(FLAGS_threads) : absl::GetFlag(FLAGS_replicas);
   nlohmann::json epochs = nlohmann::json::array();
   auto r = hpo::worker::TrainCnn(c, **data, o,
                                  [&](const hpo::worker::EpochReport& e) {
@@ -87,7 +85,6 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   nlohmann::json out = {{"threads", torch::get_num_threads()},
-                        {"replicas", o.replicas},
                         {"history", epochs},
                         {"test_acc", r->test_accuracy},
                         {"peak_rss_mb", ru.ru_maxrss / 1024.0}};

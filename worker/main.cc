@@ -21,9 +21,6 @@ ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "address of hpo-server (H
 ABSL_FLAG(std::string, data_root, "/usr/share/datasets", "directory holding one folder per data set");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: all cores)");
 ABSL_FLAG(std::string, worker_id, "", "name of this worker (default HOST:PID)");
-ABSL_FLAG(bool, data_parallel, true,
-          "with several threads, train one replica of the network per thread on a slice of each batch "
-          "(summed gradients, one step: the same update) instead of splitting each operation across threads");
 ABSL_FLAG(int, max_trials, 0, "exit after running this many trials (0: run until stopped)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(bool, malloc_tuning, true,
@@ -89,11 +86,8 @@ int main(int argc, char** argv) {
   hpo::worker::CoordinatorClient client(absl::GetFlag(FLAGS_coordinator), worker_id, &g_stop);
   hpo::worker::RunnerOptions options;
   options.data_root = absl::GetFlag(FLAGS_data_root);
-  options.replicas = absl::GetFlag(FLAGS_data_parallel) ? threads : 1;
-  spdlog::info("hpo-worker {} serving {} with {} LibTorch thread(s){}, data in {}", worker_id, client.address(),
-               torch::get_num_threads(),
-               options.replicas > 1 ? absl::StrCat(" as ", options.replicas, " data-parallel replicas") : "",
-               options.data_root);
+  spdlog::info("hpo-worker {} serving {} with {} LibTorch thread(s), data in {}", worker_id, client.address(),
+               torch::get_num_threads(), options.data_root);
   spdlog::info("BLAS: {}; malloc tuning: {}", LoadedBlas(),
                absl::GetFlag(FLAGS_malloc_tuning) ? "mmap threshold 256 MiB, trim threshold 512 MiB" : "off");
 

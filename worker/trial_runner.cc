@@ -155,7 +155,6 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
   train_options.executions = std::max(1, task.executions_per_trial());
   train_options.metric = a.metric();
   train_options.minimize = a.metric() == "val_loss";
-  train_options.replicas = options.replicas;
   auto result = TrainCnn(*config, **data, train_options, on_epoch,
                          [&] { return stop.load() || heartbeat.revoked(); });
   client.CloseStream();

@@ -12,7 +12,6 @@ namespace hpo::worker {
 
 struct RunnerOptions {
   std::string data_root = "/usr/share/datasets";
-  int replicas = 1;  // TrainOptions::replicas
 };
 
 enum class TrialOutcome { kCompleted, kPruned, kFailed, kLost, kHandedBack };

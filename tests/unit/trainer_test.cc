@@ -214,49 +214,6 @@ TEST(TrainerTest, ClassWeightingHelpsMinorityClasses) {
   EXPECT_GT(weighted, plain + 0.05) << "weighted " << weighted << " plain " << plain;
 }
 
-// Data-parallel replicas compute the whole batch's gradient: the same training as one network, up to
-// floating-point summation order, with class weights and label smoothing; with batch norm each replica
-// normalizes by its own slice's statistics (as distributed data parallelism does), so only close; and
-// dropout stays reproducible for a seed.
-TEST(TrainerTest, DataParallelReplicasTrainLikeOneNetwork) {
-  torch::set_num_threads(1);
-  auto data = SmallSplit();
-  ASSERT_NE(data, nullptr);
-  CnnConfig c;
-  c.filters = 8;
-  c.dense_units = 32;
-  c.batch_size = 50;
-  c.class_weighting = "inverse";
-  c.label_smoothing = 0.1;
-  auto run = [&](const CnnConfig& config, int replicas) {
-    TrainOptions o = Epochs(2);
-    o.replicas = replicas;
-    std::vector<EpochReport> epochs;
-    auto r = TrainCnn(config, *data, o, [&](const EpochReport& e) { epochs.push_back(e); return true; },
-                      [] { return false; });
-    EXPECT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(epochs.size(), 2u);
-    epochs.resize(2);
-    return epochs;
-  };
-  const auto one = run(c, 1), two = run(c, 2), three = run(c, 3);
-  for (size_t k = 0; k < 2; ++k) {
-    EXPECT_NEAR(two[k].train_loss, one[k].train_loss, 1e-4) << "epoch " << k + 1;
-    EXPECT_NEAR(three[k].train_loss, one[k].train_loss, 1e-4) << "epoch " << k + 1;
-    EXPECT_NEAR(two[k].val_accuracy, one[k].val_accuracy, 0.005) << "epoch " << k + 1;
-  }
-  EXPECT_GT(two[1].val_accuracy, 0.5);
-  c.batch_norm = true;
-  const auto bn_one = run(c, 1), bn_two = run(c, 2);
-  EXPECT_NEAR(bn_two[1].train_loss, bn_one[1].train_loss, 0.05);
-  EXPECT_NEAR(bn_two[1].val_accuracy, bn_one[1].val_accuracy, 0.03);
-  c.batch_norm = false;
-  c.dropout = 0.3;
-  const auto a = run(c, 2), b = run(c, 2);
-  EXPECT_EQ(a[1].train_loss, b[1].train_loss);  // the replicas' dropout masks come from seeded streams
-  EXPECT_EQ(a[1].val_accuracy, b[1].val_accuracy);
-}
-
 TEST(TrainerTest, ConfigFromParamsChecksNamesAndTypes) {
   auto c = CnnConfigFromParams({{"learning_rate", 0.01}, {"batch_size", int64_t{32}},
                                 {"optimizer", std::string("sgd")}, {"batch_norm", true}}, 7);

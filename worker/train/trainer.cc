@@ -2,15 +2,10 @@
 
 #include <torch/torch.h>
 
-#include <omp.h>
-
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
-#include <mutex>
 #include <numeric>
 #include <random>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -60,21 +55,8 @@ torch::nn::AnyModule Activation(const std::string& name) {
   return torch::nn::AnyModule(torch::nn::ReLU());
 }
 
-// Dropout with its own random stream, so replicas on several threads stay reproducible
-// (the default generator is shared by every thread).
-struct SeededDropoutImpl : torch::nn::Module {
-  SeededDropoutImpl(double p, uint64_t seed) : p(p), gen(at::detail::createCPUGenerator(seed)) {}
-  torch::Tensor forward(torch::Tensor x) {
-    if (!is_training() || p <= 0) return x;
-    return x * torch::empty_like(x).bernoulli_(1 - p, gen).div_(1 - p);
-  }
-  double p;
-  at::Generator gen;
-};
-TORCH_MODULE(SeededDropout);
-
 struct Net : torch::nn::Module {
-  Net(const CnnConfig& c, const ImageSet& shape, uint64_t dropout_seed) {
+  Net(const CnnConfig& c, const ImageSet& shape) {
     int channels = shape.channels, h = shape.height, w = shape.width;
     const int pad = c.kernel_size / 2;
     for (int b = 0; b < c.conv_blocks; ++b) {
@@ -101,12 +83,12 @@ struct Net : torch::nn::Module {
       h = w = 1;
     }
     features->push_back(torch::nn::Flatten());
-    if (c.dropout > 0) features->push_back(SeededDropout(c.dropout, dropout_seed));
+    if (c.dropout > 0) features->push_back(torch::nn::Dropout(c.dropout));
     int64_t in = static_cast<int64_t>(channels) * h * w;
     if (c.dense_units > 0) {
       features->push_back(torch::nn::Linear(in, c.dense_units));
       features->push_back(Activation(c.activation));
-      if (c.dropout > 0) features->push_back(SeededDropout(c.dropout, dropout_seed + 1));
+      if (c.dropout > 0) features->push_back(torch::nn::Dropout(c.dropout));
       in = c.dense_units;
     }
     features->push_back(torch::nn::Linear(in, shape.num_classes));
@@ -258,71 +240,9 @@ double ScheduledRate(const CnnConfig& c, int epoch, int max_epochs) {  // epoch 
   return c.learning_rate;
 }
 
-// Threads that each run one LibTorch thread (OpenMP's thread count is per calling thread, and
-// oneDNN and OpenBLAS follow it); Run(job) calls job(0..n-1), one per thread, and waits for all.
-class ReplicaPool {
- public:
-  explicit ReplicaPool(int n) : errors_(n) {
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this, i] { Loop(i); });
-  }
-  ~ReplicaPool() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    start_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  int size() const { return static_cast<int>(threads_.size()); }
-  void Run(const std::function<void(int)>& job) {
-    std::unique_lock<std::mutex> lock(mu_);
-    job_ = &job;
-    pending_ = size();
-    ++generation_;
-    start_.notify_all();
-    done_.wait(lock, [&] { return pending_ == 0; });
-    job_ = nullptr;
-    for (auto& e : errors_) {
-      if (e) std::rethrow_exception(std::exchange(e, nullptr));
-    }
-  }
-
- private:
-  void Loop(int i) {
-    omp_set_num_threads(1);
-    uint64_t seen = 0;
-    for (;;) {
-      const std::function<void(int)>* job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        job = job_;
-      }
-      try {
-        (*job)(i);
-      } catch (...) {
-        errors_[i] = std::current_exception();
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
-    }
-  }
-  std::vector<std::thread> threads_;
-  std::vector<std::exception_ptr> errors_;
-  std::mutex mu_;
-  std::condition_variable start_, done_;
-  const std::function<void(int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
-};
-
 // One seed's model, optimizer, random streams and best weights.
 struct Execution {
   std::unique_ptr<Net> net;
-  std::vector<std::unique_ptr<Net>> replicas;  // data parallelism: copies of net (net itself is replica 0)
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::mt19937_64 rng;
   std::vector<int64_t> order;
@@ -340,62 +260,6 @@ struct Execution {
     for (auto& b : net->buffers()) b.copy_(best_state[k++]);
   }
 };
-
-void CopyWeights(Net& from, Net& to) {
-  torch::NoGradGuard no_grad;
-  auto a = from.parameters(), b = to.parameters();
-  for (size_t k = 0; k < a.size(); ++k) b[k].copy_(a[k]);
-  auto ab = from.buffers(), bb = to.buffers();
-  for (size_t k = 0; k < ab.size(); ++k) bb[k].copy_(ab[k]);
-}
-
-// One optimizer step of `e` on the batch (x, y), split into contiguous slices across the pool's
-// replicas. Each slice's loss is summed and divided by the whole batch's size (its total class weight
-// when the loss is weighted, which is how the mean is normalized then), so the summed gradients are
-// the whole batch's. Returns the batch's logits (detached) and its mean loss in *loss.
-torch::Tensor ParallelStep(ReplicaPool& pool, Execution& e, const torch::Tensor& x, const torch::Tensor& y,
-                           const torch::Tensor& class_weights, double label_smoothing, double* loss) {
-  const int n = pool.size();
-  const int64_t b = x.size(0);
-  const double denom = class_weights.defined() ? class_weights.index_select(0, y).sum().item<double>()
-                                               : static_cast<double>(b);
-  auto options = F::CrossEntropyFuncOptions().label_smoothing(label_smoothing).reduction(torch::kSum);
-  if (class_weights.defined()) options.weight(class_weights);
-  std::vector<torch::Tensor> logits(n);
-  std::vector<double> losses(n, 0.0);
-  pool.Run([&](int r) {
-    Net& net = r == 0 ? *e.net : *e.replicas[r - 1];
-    const int64_t lo = b * r / n, hi = b * (r + 1) / n;
-    net.zero_grad();
-    auto out = net.forward(x.slice(0, lo, hi));
-    auto l = F::cross_entropy(out, y.slice(0, lo, hi), options).div(denom);
-    l.backward();
-    losses[r] = l.item<double>();
-    logits[r] = out.detach();
-  });
-  {
-    torch::NoGradGuard no_grad;
-    auto params = e.net->parameters();
-    auto buffers = e.net->buffers();
-    for (auto& replica : e.replicas) {
-      auto other = replica->parameters();
-      for (size_t k = 0; k < params.size(); ++k) {
-        if (params[k].grad().defined() && other[k].grad().defined()) params[k].mutable_grad().add_(other[k].grad());
-      }
-      auto other_buffers = replica->buffers();  // BatchNorm statistics of each slice: averaged
-      for (size_t k = 0; k < buffers.size(); ++k) {
-        if (buffers[k].is_floating_point()) buffers[k].add_(other_buffers[k]);
-      }
-    }
-    for (auto& buffer : buffers) {
-      if (buffer.is_floating_point()) buffer.div_(n);
-    }
-  }
-  e.optimizer->step();
-  for (auto& replica : e.replicas) CopyWeights(*e.net, *replica);
-  *loss = std::accumulate(losses.begin(), losses.end(), 0.0);
-  return torch::cat(logits);
-}
 
 }  // namespace
 
@@ -472,20 +336,12 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
     if (class_weights.defined()) loss_options.weight(class_weights);
 
     const int runs = std::max(1, options.executions);
-    const int replicas = std::max(1, std::min<int>(options.replicas, config.batch_size));
-    std::unique_ptr<ReplicaPool> pool;
-    if (replicas > 1) pool = std::make_unique<ReplicaPool>(replicas);
     std::vector<Execution> ex(runs);
     for (int r = 0; r < runs; ++r) {
       const uint64_t seed = config.seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(r);
       torch::manual_seed(seed);
-      ex[r].net = std::make_unique<Net>(config, data.train, seed ^ 0xD1B54A32D192ED03ULL);
+      ex[r].net = std::make_unique<Net>(config, data.train);
       ex[r].optimizer = MakeOptimizer(config, *ex[r].net);
-      for (int k = 1; k < replicas; ++k) {
-        auto copy = std::make_unique<Net>(config, data.train, seed ^ (0xD1B54A32D192ED03ULL + 2 * k));
-        CopyWeights(*ex[r].net, *copy);
-        ex[r].replicas.push_back(std::move(copy));
-      }
       ex[r].rng.seed(seed ^ 0x5DEECE66DULL);
       ex[r].order.resize(n_train);
       std::iota(ex[r].order.begin(), ex[r].order.end(), 0);
@@ -524,18 +380,12 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
           if (augment) x = Augment(x, config, e.rng);
           x = (x - mean) / std;
           auto y = train.labels.index_select(0, idx);
-          torch::Tensor logits;
-          double batch_loss = 0;
-          if (pool == nullptr || idx.size(0) < replicas) {
-            e.optimizer->zero_grad();
-            logits = e.net->forward(x);
-            auto loss = F::cross_entropy(logits, y, loss_options);
-            loss.backward();
-            e.optimizer->step();
-            batch_loss = loss.item<double>();
-          } else {
-            logits = ParallelStep(*pool, e, x, y, class_weights, config.label_smoothing, &batch_loss);
-          }
+          e.optimizer->zero_grad();
+          auto logits = e.net->forward(x);
+          auto loss = F::cross_entropy(logits, y, loss_options);
+          loss.backward();
+          e.optimizer->step();
+          const double batch_loss = loss.item<double>();
           ++batches;
           if (std::isfinite(batch_loss)) {
             loss_sum += batch_loss * idx.size(0);

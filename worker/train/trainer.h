@@ -84,12 +84,6 @@ struct TrainOptions {
   int executions = 1;  // train this many seeds in lockstep; reports are their means
   std::string metric = "val_accuracy";  // selects the best epoch and drives patience
   bool minimize = false;
-  // Synchronous data parallelism inside the process: this many replicas of the network, each on its own
-  // thread with one LibTorch thread, each computing the gradient of its slice of every batch; the
-  // gradients are summed and one optimizer step is taken, so the update is the batch's, as with 1.
-  // Small CNNs train faster this way than with intra-op threads (bench/train_bench.py). 1: the whole
-  // batch in one network, with the process's LibTorch threads.
-  int replicas = 1;
 };
 
 // Trains for up to `max_epochs`, calling `on_epoch` after each; training
