@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 
 namespace hpo::worker {
@@ -212,6 +213,39 @@ TEST(TrainerTest, ClassWeightingHelpsMinorityClasses) {
   };
   const double plain = minority_recall("none"), weighted = minority_recall("inverse");
   EXPECT_GT(weighted, plain + 0.05) << "weighted " << weighted << " plain " << plain;
+}
+
+// A learning rate far too high: the loss turns NaN, the share of such batches is reported per epoch,
+// and training ends after the first epoch in which every batch diverged (the weights are NaN).
+TEST(TrainerTest, DivergedTrainingReportsNonFiniteBatchesAndStops) {
+  torch::set_num_threads(1);
+  auto data = SmallSplit();
+  ASSERT_NE(data, nullptr);
+  CnnConfig c;
+  c.filters = 8;
+  c.dense_units = 32;
+  c.optimizer = "sgd";
+  c.learning_rate = 1e8;
+  std::vector<EpochReport> epochs;
+  auto r = TrainCnn(c, *data, Epochs(6), [&](const EpochReport& e) { epochs.push_back(e); return true; },
+                    [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->diverged_stop);
+  ASSERT_FALSE(epochs.empty());
+  EXPECT_LT(epochs.size(), 6u);
+  EXPECT_GT(epochs.front().train_nonfinite_fraction, 0.0);
+  EXPECT_EQ(epochs.back().train_nonfinite_fraction, 1.0);
+  EXPECT_TRUE(std::isnan(epochs.back().train_loss));  // no finite batch left to average
+  // A healthy run reports no such batch.
+  c.learning_rate = 1e-3;
+  c.optimizer = "adam";
+  epochs.clear();
+  r = TrainCnn(c, *data, Epochs(1), [&](const EpochReport& e) { epochs.push_back(e); return true; },
+               [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->diverged_stop);
+  ASSERT_EQ(epochs.size(), 1u);
+  EXPECT_EQ(epochs[0].train_nonfinite_fraction, 0.0);
 }
 
 TEST(TrainerTest, ConfigFromParamsChecksNamesAndTypes) {
