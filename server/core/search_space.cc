@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <set>
 
 namespace hpo::server {
 
@@ -76,6 +79,32 @@ bool Contains(const ParamSpec& p, const ParamValue& v) {
     }
   }
   return false;
+}
+
+int RungToFit(const Study& study, int n_min) {
+  int completed = 0;
+  std::map<int, int> reached;  // step -> finished trials that reported it
+  for (const Trial& t : study.trials) {
+    const bool done = t.state == TrialState::kCompleted && t.value;
+    if (!done && t.state != TrialState::kPruned) continue;
+    completed += done;
+    std::set<int> steps;
+    for (const Measurement& m : t.measurements) steps.insert(m.step);
+    for (int st : steps) ++reached[st];
+  }
+  if (completed >= n_min) return -1;
+  for (auto it = reached.rbegin(); it != reached.rend(); ++it) {
+    if (it->second >= n_min) return it->first;
+  }
+  return -1;
+}
+
+double BestLossUpTo(const Trial& t, int step, double sign) {
+  double loss = std::numeric_limits<double>::infinity();
+  for (const Measurement& m : t.measurements) {
+    if (m.step <= step) loss = std::min(loss, sign * m.value);
+  }
+  return loss;
 }
 
 }  // namespace hpo::server

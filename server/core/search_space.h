@@ -25,4 +25,11 @@ ParamValue FromUnit(const ParamSpec& p, double u);
 // Whether `v` is a value `p` can take.
 bool Contains(const ParamSpec& p, const ParamValue& v);
 
+// Multi-fidelity fitting (BOHB, Falkner et al. 2018): while fewer than `n_min` trials have completed,
+// the highest step that at least `n_min` finished trials (completed or pruned) reported; -1 when
+// enough trials completed or no step has that many.
+int RungToFit(const Study& study, int n_min);
+// A trial's best value up to `step`, as a loss (sign * value, lower is better); +inf if it has none.
+double BestLossUpTo(const Trial& t, int step, double sign);
+
 }  // namespace hpo::server

@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <map>
 #include <numeric>
 #include <random>
-#include <set>
 
 #include "server/core/search_space.h"
 #include "server/sampler/random_sampler.h"
@@ -335,16 +333,13 @@ class GpSampler final : public Sampler {
     const int d = enc.dims;
     std::vector<std::pair<Vec, double>> data;
     std::vector<Vec> pending;
-    const int rung = FitRung(study);
+    const int rung = o_.rung_fit ? RungToFit(study, static_cast<int>(study.spec.params.size()) + 3) : -1;
     std::vector<Vec> stopped;  // pruned below the fitted step: they join at the worst fitted value
     for (const Trial& t : study.trials) {
       const bool pruned = t.state == TrialState::kPruned && !t.measurements.empty();
       if (rung >= 0 && ((t.state == TrialState::kCompleted && t.value) ||
                         (pruned && t.measurements.back().step >= rung))) {
-        double y = std::numeric_limits<double>::infinity();
-        for (const Measurement& m : t.measurements) {
-          if (m.step <= rung) y = std::min(y, sign * m.value);
-        }
+        const double y = BestLossUpTo(t, rung, sign);
         if (std::isfinite(y)) data.emplace_back(enc.Encode(t.params), y);
       } else if (t.state == TrialState::kCompleted && t.value) {
         data.emplace_back(enc.Encode(t.params), sign * *t.value);
@@ -463,27 +458,6 @@ class GpSampler final : public Sampler {
   }
 
  private:
-  // The step to fit on while few trials have completed (BOHB); -1: fit final values.
-  int FitRung(const Study& study) const {
-    if (!o_.rung_fit) return -1;
-    const int n_min = static_cast<int>(study.spec.params.size()) + 3;
-    int completed = 0;
-    std::map<int, int> reached;
-    for (const Trial& t : study.trials) {
-      const bool done = t.state == TrialState::kCompleted && t.value;
-      if (!done && t.state != TrialState::kPruned) continue;
-      completed += done;
-      std::set<int> steps;
-      for (const Measurement& m : t.measurements) steps.insert(m.step);
-      for (int st : steps) ++reached[st];
-    }
-    if (completed >= n_min) return -1;
-    for (auto it = reached.rbegin(); it != reached.rend(); ++it) {
-      if (it->second >= n_min) return it->first;
-    }
-    return -1;
-  }
-
   GpOptions o_;
   std::unique_ptr<Sampler> random_;
   Hyper warm_;  // last fitted hyperparameters: a warm start for the next fit

@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <map>
 #include <random>
-#include <set>
 
 #include "server/core/search_space.h"
 #include "server/sampler/random_sampler.h"
@@ -239,7 +237,7 @@ class TpeSampler final : public Sampler {
     }
     if (finished < o_.n_startup_trials) return random_->Sample(study, number, trial_seed);
     size_t n_ranked = ev.size();
-    if (const int rung = FitRung(study, ev); rung >= 0) {
+    if (const int rung = FitRung(study); rung >= 0) {
       // Rank at that rung: every trial that reached it by its best value so far; the rest below.
       n_ranked = 0;
       for (Evidence& e : ev) {
@@ -247,10 +245,7 @@ class TpeSampler final : public Sampler {
         const bool reached = e.group == 0 || e.step >= rung;
         if (!reached) continue;
         e.group = 0;
-        e.loss = kInf;
-        for (const Measurement& m : e.trial->measurements) {
-          if (m.step <= rung) e.loss = std::min(e.loss, sign * m.value);
-        }
+        e.loss = BestLossUpTo(*e.trial, rung, sign);
         ++n_ranked;
       }
     }
@@ -289,25 +284,11 @@ class TpeSampler final : public Sampler {
   }
 
  private:
-  // BOHB's budget: -1 (rank completed trials first) when enough trials completed or rung fitting is
-  // off; else the highest step that at least n_min finished trials reached (-1 if none).
-  int FitRung(const Study& study, const std::vector<Evidence>& ev) const {
+  // BOHB's budget: -1 (rank completed trials first) when enough trials completed or rung fitting is off.
+  int FitRung(const Study& study) const {
     if (!o_.rung_fit || !o_.use_pruned) return -1;
-    const int n_min = o_.rung_min_trials > 0 ? o_.rung_min_trials : static_cast<int>(study.spec.params.size()) + 3;
-    int completed = 0;
-    std::map<int, int> reached;  // step -> trials that reported it (completed trials reach every step they ran)
-    for (const Evidence& e : ev) {
-      if (e.group == 2) continue;
-      completed += e.group == 0;
-      std::set<int> steps;
-      for (const Measurement& m : e.trial->measurements) steps.insert(m.step);
-      for (int st : steps) ++reached[st];
-    }
-    if (completed >= n_min) return -1;
-    for (auto it = reached.rbegin(); it != reached.rend(); ++it) {
-      if (it->second >= n_min) return it->first;
-    }
-    return -1;
+    return RungToFit(study, o_.rung_min_trials > 0 ? o_.rung_min_trials
+                                                   : static_cast<int>(study.spec.params.size()) + 3);
   }
 
   // Observations of `p` among `trials` (where it was active), with recency weights.

@@ -28,13 +28,19 @@ std::shared_ptr<const DataSplit> SmallSplit() {
   return s.ok() ? *s : nullptr;
 }
 
+// A network small enough to train on SmallSplit() in about a second.
+CnnConfig TinyConfig() {
+  CnnConfig c;
+  c.filters = 8;
+  c.dense_units = 32;
+  return c;
+}
+
 TEST(TrainerTest, LearnsFashionMnistWellAboveChance) {
   torch::set_num_threads(1);
   auto data = SmallSplit();
   ASSERT_NE(data, nullptr);
-  CnnConfig c;
-  c.filters = 8;
-  c.dense_units = 32;
+  CnnConfig c = TinyConfig();
   c.conv_blocks = 2;
   std::vector<EpochReport> epochs;
   auto r = TrainCnn(c, *data, Epochs(2), [&](const EpochReport& e) { epochs.push_back(e); return true; },
@@ -178,9 +184,7 @@ TEST(TrainerTest, AugmentedTrainingStillLearns) {
   torch::set_num_threads(1);
   auto data = SmallSplit();
   ASSERT_NE(data, nullptr);
-  CnnConfig c;
-  c.filters = 8;
-  c.dense_units = 32;
+  CnnConfig c = TinyConfig();
   c.aug_rotation = 10;
   c.aug_shift = 0.1;
   c.aug_zoom = 0.1;
@@ -203,9 +207,7 @@ TEST(TrainerTest, ClassWeightingHelpsMinorityClasses) {
   auto data = LoadSplit(kDataRoot, "fashion-mnist", o);
   ASSERT_TRUE(data.ok()) << data.status();
   auto minority_recall = [&](const std::string& weighting) {
-    CnnConfig c;
-    c.filters = 8;
-    c.dense_units = 32;
+    CnnConfig c = TinyConfig();
     c.class_weighting = weighting;
     auto r = TrainCnn(c, **data, Epochs(3), [](const EpochReport&) { return true; }, [] { return false; });
     EXPECT_TRUE(r.ok()) << r.status();
@@ -221,9 +223,7 @@ TEST(TrainerTest, DivergedTrainingReportsNonFiniteBatchesAndStops) {
   torch::set_num_threads(1);
   auto data = SmallSplit();
   ASSERT_NE(data, nullptr);
-  CnnConfig c;
-  c.filters = 8;
-  c.dense_units = 32;
+  CnnConfig c = TinyConfig();
   c.optimizer = "sgd";
   c.learning_rate = 1e8;
   std::vector<EpochReport> epochs;
