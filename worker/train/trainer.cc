@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "worker/train/pool_ops.h"
 
 namespace hpo::worker {
 namespace {
@@ -67,11 +68,16 @@ struct Net : torch::nn::Module {
       if (c.batch_norm) features->push_back(torch::nn::BatchNorm2d(out));
       // Max-pooling commutes with a non-decreasing activation (relu, elu): pooling first
       // computes the activation, and its gradient, on a quarter of the values.
+      // ReLU is fused into the pooling op (pool_ops.h).
       const bool pool = h >= 2 && w >= 2;  // never pool a feature map below 1x1
       const bool pool_first = pool && c.activation != "gelu";
-      if (pool_first) features->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
-      features->push_back(Activation(c.activation));
-      if (pool && !pool_first) features->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2)));
+      if (pool_first && c.activation == "relu") {
+        features->push_back(MaxPool2x2(/*relu=*/true));
+      } else {
+        if (pool_first) features->push_back(MaxPool2x2(/*relu=*/false));
+        features->push_back(Activation(c.activation));
+        if (pool && !pool_first) features->push_back(MaxPool2x2(/*relu=*/false));
+      }
       if (pool) {
         h /= 2;
         w /= 2;
