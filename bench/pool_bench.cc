@@ -1,7 +1,6 @@
 // hpo-pool-bench: hpo's fused 2x2 max-pool + ReLU op (worker/train/pool_ops.h) against LibTorch's
 // relu(max_pool2d(x, 2)), alternately, on the anchor CNN's two pooled feature maps at batch 128.
 // Prints the median time of forward and of forward + backward for both, and their ratios.
-#include <malloc.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "worker/train/pool_ops.h"
+#include "worker/train/trainer.h"
 
 ABSL_FLAG(int, threads, 2, "LibTorch threads");
 ABSL_FLAG(int, reps, 30, "timed repetitions of each (after 3 warm-up runs)");
@@ -36,7 +36,7 @@ double MedianMs(F&& f, int reps) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   torch::set_num_threads(absl::GetFlag(FLAGS_threads));
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);  // as hpo-worker does: reuse buffers between calls
+  hpo::worker::KeepFreedBuffers();  // as hpo-worker does
   const int reps = absl::GetFlag(FLAGS_reps);
   std::printf("%d threads, median of %d runs\n", absl::GetFlag(FLAGS_threads), reps);
   std::printf("| input | hpo fwd ms | LibTorch fwd ms | ratio | hpo fwd+bwd ms | LibTorch fwd+bwd ms | ratio |\n");

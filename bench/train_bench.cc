@@ -1,7 +1,6 @@
 // hpo-train-bench: trains the anchor's small CNN (conv32-pool-conv64-pool-fc128-fc10, batch 128,
 // Adam 1e-3; ../shared/anchors/torch_fmnist.py) with hpo's trainer and prints what it measured as JSON.
 // Run by bench/train_bench.py, alternately with the PyTorch anchor.
-#include <malloc.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
 
@@ -35,10 +34,7 @@ int main(int argc, char** argv) {
   torch::set_num_threads(absl::GetFlag(FLAGS_threads));
   at::globalContext().setUserEnabledMkldnn(absl::GetFlag(FLAGS_mkldnn));
   if (absl::GetFlag(FLAGS_flush_denormal)) at::globalContext().setFlushDenormal(true);
-  if (absl::GetFlag(FLAGS_malloc_tuning)) {
-    mallopt(M_MMAP_THRESHOLD, 256 << 20);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  }
+  if (absl::GetFlag(FLAGS_malloc_tuning)) hpo::worker::KeepFreedBuffers();
   hpo::worker::SplitOptions split;
   split.train_examples = absl::GetFlag(FLAGS_train);
   split.val_examples = absl::GetFlag(FLAGS_val);

@@ -1,5 +1,4 @@
 // hpo-worker: asks the coordinator for trials and trains them with LibTorch.
-#include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -15,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "worker/coordinator_client.h"
+#include "worker/train/trainer.h"
 #include "worker/trial_runner.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "address of hpo-server (HOST:PORT)");
@@ -71,11 +71,7 @@ int main(int argc, char** argv) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
   torch::set_num_interop_threads(1);
-  // Keep freed batch buffers instead of returning them to the OS on every batch.
-  if (absl::GetFlag(FLAGS_malloc_tuning)) {
-    mallopt(M_MMAP_THRESHOLD, 256 << 20);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  }
+  if (absl::GetFlag(FLAGS_malloc_tuning)) hpo::worker::KeepFreedBuffers();
   (void)torch::mm(torch::ones({2, 2}), torch::ones({2, 2}));  // loads the BLAS, to report which one
 
   struct sigaction sa = {};

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
+#include <numeric>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -192,11 +193,11 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     final_metrics[absl::StrCat("val_count/", c)] = static_cast<double>(val_counts[static_cast<int>(c)]);
     if (c < result->train_recall.size()) final_metrics[absl::StrCat("train_recall/", c)] = result->train_recall[c];
   }
-  // Mean pixel value of each split on [0, 1] (for the train/validation mismatch diagnosis).
+  // Mean pixel value of each split on [0, 1] (for the train/validation mismatch diagnosis); the
+  // channels are the same size, so it is the mean of the channel means.
   auto pixel_mean = [](const ImageSet& s) {
-    double sum = 0;
-    for (uint8_t p : s.pixels) sum += p;
-    return s.pixels.empty() ? 0.0 : sum / s.pixels.size() / 255.0;
+    const std::vector<double> means = ComputeChannelStats(s).mean;
+    return means.empty() ? 0.0 : std::accumulate(means.begin(), means.end(), 0.0) / means.size();
   };
   final_metrics["train_pixel_mean"] = pixel_mean((*data)->train);
   final_metrics["val_pixel_mean"] = pixel_mean((*data)->val);

@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -214,6 +215,25 @@ absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(const std::string& da
   std::iota(test_idx.begin(), test_idx.end(), 0);
   split->test = Subset(test, test_idx);
   return std::shared_ptr<const DataSplit>(std::move(split));
+}
+
+ChannelStats ComputeChannelStats(const ImageSet& s) {
+  const int64_t plane = static_cast<int64_t>(s.height) * s.width;
+  ChannelStats out{std::vector<double>(s.channels), std::vector<double>(s.channels)};
+  for (int c = 0; c < s.channels; ++c) {
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < s.count; ++i) {
+      const uint8_t* p = s.pixels.data() + (i * s.channels + c) * plane;
+      for (int64_t k = 0; k < plane; ++k) {
+        sum += p[k];
+        sq += static_cast<double>(p[k]) * p[k];
+      }
+    }
+    const double n = std::max<double>(1, static_cast<double>(s.count) * plane);
+    out.mean[c] = sum / n / 255.0;
+    out.std[c] = std::sqrt(std::max(0.0, sq / n / 65025.0 - out.mean[c] * out.mean[c]));
+  }
+  return out;
 }
 
 }  // namespace hpo::worker

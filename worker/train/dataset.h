@@ -59,4 +59,10 @@ struct SplitOptions {
 // Copies the images at `indices` of `src` into a new set.
 ImageSet Subset(const ImageSet& src, const std::vector<int64_t>& indices);
 
+// Per-channel mean and standard deviation of a set's pixels, on the [0, 1] scale.
+struct ChannelStats {
+  std::vector<double> mean, std;
+};
+ChannelStats ComputeChannelStats(const ImageSet& s);
+
 }  // namespace hpo::worker

@@ -1,5 +1,6 @@
 #include "worker/train/trainer.h"
 
+#include <malloc.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -67,17 +68,14 @@ struct Net : torch::nn::Module {
       w = w + 2 * pad - c.kernel_size + 1;
       if (c.batch_norm) features->push_back(torch::nn::BatchNorm2d(out));
       // Max-pooling commutes with a non-decreasing activation (relu, elu): pooling first
-      // computes the activation, and its gradient, on a quarter of the values.
-      // ReLU is fused into the pooling op (pool_ops.h).
+      // computes the activation, and its gradient, on a quarter of the values. ReLU is fused
+      // into the pooling op (pool_ops.h).
       const bool pool = h >= 2 && w >= 2;  // never pool a feature map below 1x1
       const bool pool_first = pool && c.activation != "gelu";
-      if (pool_first && c.activation == "relu") {
-        features->push_back(MaxPool2x2(/*relu=*/true));
-      } else {
-        if (pool_first) features->push_back(MaxPool2x2(/*relu=*/false));
-        features->push_back(Activation(c.activation));
-        if (pool && !pool_first) features->push_back(MaxPool2x2(/*relu=*/false));
-      }
+      const bool fused_relu = pool_first && c.activation == "relu";
+      if (pool_first) features->push_back(MaxPool2x2(fused_relu));
+      if (!fused_relu) features->push_back(Activation(c.activation));
+      if (pool && !pool_first) features->push_back(MaxPool2x2(/*relu=*/false));
       if (pool) {
         h /= 2;
         w /= 2;
@@ -116,23 +114,13 @@ Tensors View(const ImageSet& s) {
   return {images, labels};
 }
 
-// Per-channel mean and standard deviation of the training split, on the [0, 1] scale.
-std::pair<torch::Tensor, torch::Tensor> ChannelStats(const ImageSet& s) {
-  const int64_t plane = static_cast<int64_t>(s.height) * s.width;
+// The training split's per-channel mean and standard deviation, as broadcastable tensors.
+std::pair<torch::Tensor, torch::Tensor> NormalizationTensors(const ImageSet& s) {
+  const ChannelStats stats = ComputeChannelStats(s);
   std::vector<float> mean(s.channels), std(s.channels);
   for (int c = 0; c < s.channels; ++c) {
-    double sum = 0, sq = 0;
-    for (int64_t i = 0; i < s.count; ++i) {
-      const uint8_t* p = s.pixels.data() + (i * s.channels + c) * plane;
-      for (int64_t k = 0; k < plane; ++k) {
-        sum += p[k];
-        sq += static_cast<double>(p[k]) * p[k];
-      }
-    }
-    const double n = std::max<double>(1, static_cast<double>(s.count) * plane);
-    const double m = sum / n / 255.0;
-    mean[c] = static_cast<float>(m);
-    std[c] = static_cast<float>(std::max(1e-6, std::sqrt(std::max(0.0, sq / n / 65025.0 - m * m))));
+    mean[c] = static_cast<float>(stats.mean[c]);
+    std[c] = static_cast<float>(std::max(1e-6, stats.std[c]));
   }
   return {torch::tensor(mean).view({1, s.channels, 1, 1}), torch::tensor(std).view({1, s.channels, 1, 1})};
 }
@@ -305,13 +293,18 @@ absl::StatusOr<CnnConfig> CnnConfigFromParams(const std::map<std::string, ParamV
   return c;
 }
 
+void KeepFreedBuffers() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
+
 absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& data, const TrainOptions& options,
                                      const std::function<bool(const EpochReport&)>& on_epoch,
                                      const std::function<bool()>& cancelled) {
   try {
     const Tensors train = View(data.train), val = View(data.val), test = View(data.test);
     const int classes = std::max({data.train.num_classes, data.val.num_classes, data.test.num_classes});
-    const auto [mean, std] = ChannelStats(data.train);
+    const auto [mean, std] = NormalizationTensors(data.train);
     const int64_t n_train = train.images.size(0);
     if (n_train == 0) return absl::InvalidArgumentError("the training split is empty");
 

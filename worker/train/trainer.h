@@ -94,4 +94,8 @@ struct TrainOptions {
                                                    const std::function<bool(const EpochReport&)>& on_epoch,
                                                    const std::function<bool()>& cancelled);
 
+// Raises glibc's mmap and trim thresholds so freed batch buffers are reused instead of returned to
+// the OS (and page-faulted back) on every batch. Costs RSS; hpo-worker's --malloc_tuning.
+void KeepFreedBuffers();
+
 }  // namespace hpo::worker
