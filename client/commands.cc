@@ -1,7 +1,6 @@
 #include "client/commands.h"
 
 #include <chrono>
-#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -15,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "proto/common/grpc_status.h"
+#include "client/init.h"
 #include "client/report.h"
 #include "proto/common/param_json.h"
 
@@ -95,26 +95,21 @@ json TrialJson(const hpo::v1::Trial& t) {
   j["values"] = values;
   j["measurements"] = measurements;
   json final_metrics = json::object();
-  std::map<int, double> recall;
-  std::map<std::pair<int, int>, double> confusion;
-  for (const auto& [k, v] : t.final_metrics()) {
-    int a = 0, b = 0;
-    if (std::sscanf(k.c_str(), "val_confusion/%d/%d", &a, &b) == 2) confusion[{a, b}] = v;
-    else if (std::sscanf(k.c_str(), "val_recall/%d", &a) == 1) recall[a] = v;
-    else final_metrics[k] = v;
+  for (const auto& [k, v] : std::map<std::string, double>(t.final_metrics().begin(), t.final_metrics().end())) {
+    final_metrics[k] = v;
   }
   j["final_metrics"] = final_metrics;
-  if (!recall.empty()) {
-    json r = json::array(), m = json::array();
-    const int k = static_cast<int>(recall.size());
-    for (int c = 0; c < k; ++c) r.push_back(recall[c]);
-    for (int a = 0; a < k; ++a) {
-      json row = json::array();
-      for (int b = 0; b < k; ++b) row.push_back(static_cast<int64_t>(confusion[{a, b}]));
-      m.push_back(row);
+  // What the worker found in the data set, and the names of the classes by label (empty when
+  // the worker did not say).
+  j["data"] = t.has_data() ? DataReportToJson(t.data()) : json(nullptr);
+  j["class_names"] = std::vector<std::string>(t.data().class_names().begin(), t.data().class_names().end());
+  if (t.has_classes()) {
+    const json classes = ClassReportToJson(t.classes());
+    j["classes"] = classes;
+    if (!classes["val_recall"].empty()) j["val_recall"] = classes["val_recall"];  // per class, best epoch
+    if (!classes["val_confusion"].empty()) {
+      j["val_confusion_matrix"] = classes["val_confusion"];  // [true class][predicted class]
     }
-    j["val_recall"] = r;             // per class, best epoch, validation
-    j["val_confusion_matrix"] = m;   // [true class][predicted class]
   }
   j["reason"] = t.reason();
   j["worker"] = t.worker();
@@ -144,6 +139,9 @@ json StudyJson(const hpo::v1::Study& s) {
                {"train_examples", s.task().train_examples()},
                {"val_examples", s.task().val_examples()},
                {"max_epochs", s.task().max_epochs()}};
+  if (s.task().image_height() > 0) j["task"]["image_size"] = {s.task().image_height(), s.task().image_width()};
+  if (s.task().channels() > 0) j["task"]["channels"] = s.task().channels();
+  if (!s.task().resize().empty()) j["task"]["resize"] = s.task().resize();
   j["spec"] = json::parse(s.spec_json(), nullptr, false);
   return j;
 }
@@ -157,6 +155,96 @@ std::string ParamsText(const hpo::v1::Trial& t) {
     parts.push_back(absl::StrCat(k, "=", text));
   }
   return absl::StrJoin(parts, " ");
+}
+
+// "skipped 3 files (first: cats/x.txt: not an image)".
+std::string SkippedText(const hpo::v1::DataReport& d) {
+  std::string text = absl::StrCat("skipped ", d.skipped_files(), d.skipped_files() == 1 ? " file" : " files");
+  if (d.skipped_examples_size() > 0) absl::StrAppend(&text, " (first: ", d.skipped_examples(0), ")");
+  return text;
+}
+
+// One line about the data a trial trained on.
+std::string DataText(const hpo::v1::DataReport& d) {
+  std::string text = d.format().empty() ? "data set" : d.format();
+  if (d.class_names_size() > 0) absl::StrAppend(&text, ", ", d.class_names_size(), " classes");
+  if (d.height() > 0) {
+    absl::StrAppend(&text, absl::StrFormat(", %dx%d images with %d channel%s", d.height(), d.width(), d.channels(),
+                                           d.channels() == 1 ? "" : "s"));
+  }
+  absl::StrAppend(&text, absl::StrFormat("; %d training, %d validation, %d test images", d.train_images(),
+                                         d.val_images(), d.test_images()));
+  if (d.skipped_files() > 0) absl::StrAppend(&text, "; ", SkippedText(d));
+  return text;
+}
+
+// Characters (UTF-8 code points) in `s`: what a terminal column count sees.
+size_t Columns(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+// `s` cut to at most `width` characters (never inside one) and padded with spaces to `width`,
+// on the left (`right_align`) or on the right.
+std::string Cell(const std::string& s, size_t width, bool right_align) {
+  std::string cut;
+  size_t n = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool starts = (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80;
+    if (starts && n++ == width) break;
+    cut += s[i];
+  }
+  const std::string pad(width - std::min(width, Columns(cut)), ' ');
+  return right_align ? pad + cut : cut + pad;
+}
+
+// The best trial's validation recall per class and confusion matrix, rows and columns labelled
+// by class name (columns cut to 10 characters); empty when the trial has no per-class figures.
+std::string ClassTable(const hpo::v1::Trial& t) {
+  const auto& c = t.classes();
+  const int n = std::max(c.val_recall_size(), ConfusionSide(c));
+  if (n == 0) return "";
+  size_t name_width = 5, cell = 6;  // "class", and room for 5-digit counts
+  for (int k = 0; k < n; ++k) name_width = std::max(name_width, Columns(ClassName(t, k)));
+  for (int64_t v : c.val_confusion()) cell = std::max(cell, std::to_string(v).size() + 1);
+  cell = std::max(cell, std::min<size_t>(name_width, 10) + 1);
+  name_width = std::min<size_t>(name_width, 24);
+  const bool matrix = ConfusionSide(c) == n;
+  std::string out = matrix ? "  validation recall per class and confusion matrix (rows: true class, columns: "
+                             "predicted):\n"
+                           : "  validation recall per class:\n";
+  absl::StrAppend(&out, "    ", Cell("class", name_width, false), " recall");
+  if (matrix) {
+    for (int b = 0; b < n; ++b) absl::StrAppend(&out, " ", Cell(ClassName(t, b), cell - 1, true));
+  }
+  absl::StrAppend(&out, "\n");
+  for (int a = 0; a < n; ++a) {
+    absl::StrAppend(&out, "    ", Cell(ClassName(t, a), name_width, false),
+                    a < c.val_recall_size() ? absl::StrFormat(" %6.3f", c.val_recall(a)) : "      -");
+    if (matrix) {
+      for (int b = 0; b < n; ++b) {
+        absl::StrAppend(&out, absl::StrFormat("%*d", static_cast<int>(cell), c.val_confusion(a * n + b)));
+      }
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  return out;
+}
+
+// "6000 train, 2000 validation images, 4 epochs": 0 counts are the worker's defaults.
+std::string TaskText(const hpo::v1::Task& t) {
+  std::vector<std::string> parts;
+  parts.push_back(t.train_examples() > 0 ? absl::StrCat(t.train_examples(), " train") : "all remaining train");
+  parts.push_back(t.val_examples() > 0 ? absl::StrCat(t.val_examples(), " validation images")
+                                       : "the default validation split");
+  parts.push_back(absl::StrCat(t.max_epochs(), " epochs"));
+  if (t.image_height() > 0) {
+    parts.push_back(absl::StrFormat("images resized to %dx%d", t.image_height(), t.image_width()));
+  }
+  if (t.channels() > 0) parts.push_back(absl::StrCat(t.channels(), t.channels() == 1 ? " channel" : " channels"));
+  if (!t.resize().empty()) parts.push_back(absl::StrCat("resize ", t.resize()));
+  return absl::StrJoin(parts, ", ");
 }
 
 std::string CountsText(const hpo::v1::Study& s) {
@@ -255,12 +343,11 @@ absl::Status Show(Context& ctx, const std::vector<std::string>& args) {
     return absl::OkStatus();
   }
   std::cout << absl::StrFormat(
-      "study %d \"%s\": %s\n  objective: %s %s\n  task: %s on %s (%d train, %d validation images, "
-      "%d epochs)\n  sampler: %s (seed %d), pruner: %s\n  trials: %s\n",
+      "study %d \"%s\": %s\n  objective: %s %s\n  task: %s on %s (%s)\n  sampler: %s (seed %d), pruner: %s\n"
+      "  trials: %s\n",
       st->id(), st->name(), StudyStateName(st->state()),
       st->direction() == hpo::v1::MINIMIZE ? "minimize" : "maximize", st->metric(), st->task().type(),
-      st->task().dataset(), st->task().train_examples(), st->task().val_examples(),
-      st->task().max_epochs(), st->sampler(), st->seed(), st->pruner(), CountsText(*st));
+      st->task().dataset(), TaskText(st->task()), st->sampler(), st->seed(), st->pruner(), CountsText(*st));
   return absl::OkStatus();
 }
 
@@ -295,12 +382,14 @@ absl::Status Trials(Context& ctx, const std::vector<std::string>& args) {
     if (auto it = t.final_metrics().find("patience_stop"); it != t.final_metrics().end() && it->second > 0) {
       notes.push_back("stopped by patience (no improvement)");
     }
-    const json tj = TrialJson(t);
-    if (tj.contains("val_recall")) {
+    if (t.classes().val_recall_size() > 0) {
       std::vector<std::string> r;
-      for (size_t c = 0; c < tj["val_recall"].size(); ++c) r.push_back(absl::StrFormat("%d:%.2f", c, tj["val_recall"][c].get<double>()));
-      notes.push_back(absl::StrCat("recall per class ", absl::StrJoin(r, " ")));
+      for (int c = 0; c < t.classes().val_recall_size(); ++c) {
+        r.push_back(absl::StrFormat("%s %.2f", ClassName(t, c), t.classes().val_recall(c)));
+      }
+      notes.push_back(absl::StrCat("validation recall per class: ", absl::StrJoin(r, ", ")));
     }
+    if (t.data().skipped_files() > 0) notes.push_back(SkippedText(t.data()));
     if (t.retry_of() >= 0) notes.push_back(absl::StrCat("retry of trial ", t.retry_of()));
     if (!t.reason().empty()) notes.push_back(t.reason());
     if (!notes.empty()) std::cout << "     " << absl::StrJoin(notes, "; ") << "\n";
@@ -323,21 +412,12 @@ absl::Status Best(Context& ctx, const std::vector<std::string>& args) {
   }
   std::cout << absl::StrFormat("best trial of study %d: trial %d, value %s at epoch %d\n", *id, t.number(),
                                Fmt(t.value()), t.best_step());
-  const json tj = TrialJson(t);
-  for (const auto& [k, v] : tj["final_metrics"].items()) std::cout << "  " << k << ": " << Fmt(v.get<double>()) << "\n";
-  std::cout << "  parameters: " << ParamsText(t) << "\n";
-  if (tj.contains("val_recall")) {
-    std::cout << "  validation recall per class and confusion matrix (rows: true class, columns: predicted):\n";
-    const auto& m = tj["val_confusion_matrix"];
-    std::cout << "    class recall  ";
-    for (size_t b = 0; b < m.size(); ++b) std::cout << absl::StrFormat("%6d", b);
-    std::cout << "\n";
-    for (size_t a = 0; a < m.size(); ++a) {
-      std::cout << absl::StrFormat("    %5d %6.3f ", a, tj["val_recall"][a].get<double>());
-      for (size_t b = 0; b < m.size(); ++b) std::cout << absl::StrFormat("%6d", m[a][b].get<int64_t>());
-      std::cout << "\n";
-    }
+  for (const auto& [k, v] : std::map<std::string, double>(t.final_metrics().begin(), t.final_metrics().end())) {
+    std::cout << "  " << k << ": " << Fmt(v) << "\n";
   }
+  std::cout << "  parameters: " << ParamsText(t) << "\n";
+  if (t.has_data()) std::cout << "  data: " << DataText(t.data()) << "\n";
+  std::cout << ClassTable(t);
   return absl::OkStatus();
 }
 
@@ -534,9 +614,10 @@ absl::Status RunCommand(Context& ctx, const std::string& command, const std::vec
   if (command == "enqueue") return Enqueue(ctx, args);
   if (command == "diagnose") return Diagnose(ctx, args);
   if (command == "report") return Report(ctx, args);
+  if (command == "init") return Init(args, ctx.out, std::cout, std::cerr);  // client/init.h; no coordinator
   return absl::InvalidArgumentError(absl::StrCat(
       "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop, "
-      "enqueue, diagnose, report (hpoctl --help)"));
+      "enqueue, diagnose, report, init (hpoctl --help)"));
 }
 
 }  // namespace hpo::client

@@ -15,7 +15,7 @@ ABSL_FLAG(bool, json, false, "print machine-readable JSON");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "deadline of each RPC");
 ABSL_FLAG(absl::Duration, interval, absl::Seconds(1), "watch: how often to poll");
 ABSL_FLAG(int, trial, -1, "diagnose: judge this trial number instead of the best one");
-ABSL_FLAG(std::string, out, "", "report: the HTML file to write");
+ABSL_FLAG(std::string, out, "", "report: the HTML file to write; init: the spec file to write (default: stdout)");
 
 namespace {
 constexpr char kUsage[] = R"(hpoctl [--coordinator=HOST:PORT] [--json] COMMAND [ARGS]
@@ -34,6 +34,9 @@ Commands:
                   one self-contained HTML page with the study's charts and diagnosis
   enqueue STUDY FILE
                   queue a trial with the parameters in FILE (a JSON object), handed out first
+  init DATA_DIR [--out=spec.json]
+                  inspect a data set folder and draft a study spec for it, with the reason for
+                  each choice and the commands to run it (needs no coordinator)
 
 Exit status: 0 ok, 1 the coordinator refused or could not be reached, 2 bad usage.)";
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <map>
 #include <set>
 
@@ -224,33 +223,45 @@ std::string Bars(const std::string& id, const std::vector<std::pair<std::string,
   return svg + "</svg>";
 }
 
-std::string Confusion(const hpo::v1::Trial& t) {
-  std::map<std::pair<int, int>, double> m;
-  int k = 0;
-  for (const auto& [key, v] : t.final_metrics()) {
-    int a = 0, b = 0;
-    if (std::sscanf(key.c_str(), "val_confusion/%d/%d", &a, &b) == 2) {
-      m[{a, b}] = v;
-      k = std::max(k, std::max(a, b) + 1);
-    }
+// `s` cut to at most `n` characters (UTF-8 code points), with an ellipsis when cut.
+std::string Short(const std::string& s, size_t n) {
+  size_t chars = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80 && chars++ == n) return s.substr(0, i) + "\u2026";
   }
-  if (k == 0) return "";
+  return s;
+}
+
+// The validation confusion matrix, rows (true class) and columns (predicted) labelled by class
+// name (cut to 12 characters; the full names are in each cell's tooltip).
+std::string Confusion(const hpo::v1::Trial& t) {
+  const auto& c = t.classes();
+  const int k = ConfusionSide(c);
+  if (k == 0 || c.val_confusion_size() != k * k) return "";
   double top = 1;
-  for (const auto& [ab, v] : m) top = std::max(top, v);
-  const double cell = std::min(36.0, 360.0 / k), size = 40 + cell * k;
+  for (int64_t v : c.val_confusion()) top = std::max(top, static_cast<double>(v));
+  size_t longest = 1;
+  for (int a = 0; a < k; ++a) longest = std::max(longest, Short(ClassName(t, a), 12).size());
+  // Room for the labels: rows on the left, columns rotated above.
+  const double cell = std::min(36.0, 360.0 / k), margin = 12 + 6.5 * std::min<size_t>(longest, 13);
+  const double size = margin + cell * k;
   std::string svg = absl::StrFormat("<svg class=\"chart\" data-chart=\"confusion\" viewBox=\"0 0 %g %g\" width=\"%g\" "
                                     "height=\"%g\">",
-                                    size + 10, size + 10, size + 10, size + 10);
+                                    size + 10 + margin / 2, size + 10, size + 10 + margin / 2, size + 10);
   for (int a = 0; a < k; ++a) {
-    absl::StrAppend(&svg, absl::StrFormat("<text x=\"30\" y=\"%g\" font-size=\"10\" text-anchor=\"end\">%d</text>"
-                                          "<text x=\"%g\" y=\"30\" font-size=\"10\" text-anchor=\"middle\">%d</text>",
-                                          40 + cell * a + cell / 2 + 3, a, 40 + cell * a + cell / 2, a));
+    const std::string label = Esc(Short(ClassName(t, a), 12));
+    const double mid = margin + cell * a + cell / 2;
+    absl::StrAppend(&svg, absl::StrFormat("<text x=\"%g\" y=\"%g\" font-size=\"10\" text-anchor=\"end\">%s</text>"
+                                          "<text x=\"%g\" y=\"%g\" font-size=\"10\" text-anchor=\"start\" "
+                                          "transform=\"rotate(-60 %g %g)\">%s</text>",
+                                          margin - 4, mid + 3, label, mid + 3, margin - 4, mid + 3, margin - 4, label));
     for (int b = 0; b < k; ++b) {
-      const double v = m[{a, b}];
+      const double v = static_cast<double>(c.val_confusion(a * k + b));
       const int shade = static_cast<int>(255 - 200 * std::sqrt(v / top));
       absl::StrAppend(&svg, absl::StrFormat("<rect class=\"series cell\" x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" "
-                                            "fill=\"rgb(%d,%d,255)\"><title>true %d, predicted %d: %.0f</title></rect>",
-                                            40 + cell * b, 40 + cell * a, cell - 1, cell - 1, shade, shade, a, b, v));
+                                            "fill=\"rgb(%d,%d,255)\"><title>true %s, predicted %s: %.0f</title></rect>",
+                                            margin + cell * b, margin + cell * a, cell - 1, cell - 1, shade, shade,
+                                            Esc(ClassName(t, a)), Esc(ClassName(t, b)), v));
     }
   }
   return svg + "</svg>";
@@ -294,12 +305,11 @@ std::string RenderReport(const hpo::v1::Study& s, const std::vector<hpo::v1::Tri
   }
   if (best != nullptr) {
     std::vector<std::pair<std::string, double>> recall;
-    std::map<int, double> by_class;
-    for (const auto& [key, v] : best->final_metrics()) {
-      int c = 0;
-      if (std::sscanf(key.c_str(), "val_recall/%d", &c) == 1) by_class[c] = v;
+    for (int c = 0; c < best->classes().val_recall_size(); ++c) {
+      recall.emplace_back(best->data().class_names_size() > 0 ? Short(ClassName(*best, c), 22)
+                                                             : absl::StrCat("class ", c),
+                          best->classes().val_recall(c));
     }
-    for (const auto& [c, v] : by_class) recall.emplace_back(absl::StrCat("class ", c), v);
     if (!recall.empty()) {
       absl::StrAppend(&html, absl::StrFormat("<section><h2>Validation recall per class, trial %d</h2>", best->number()),
                       Bars("recall", recall, "recall at the best epoch"), "</section>");

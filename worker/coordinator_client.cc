@@ -78,10 +78,12 @@ void CoordinatorClient::CloseStream() {
 }
 
 absl::StatusOr<hpo::v1::ProgressDecision> CoordinatorClient::Report(int64_t trial_id,
-                                                                    const hpo::v1::Measurement& m) {
+                                                                    const hpo::v1::Measurement& m,
+                                                                    const hpo::v1::DataReport* data) {
   hpo::v1::ProgressReport report;
   report.set_trial_id(trial_id);
   *report.mutable_measurement() = m;
+  if (data != nullptr) *report.mutable_data() = *data;
   hpo::v1::ProgressDecision decision;
   absl::Status s = Retrying("report", [&]() -> absl::Status {
     if (!stream_) {
@@ -115,10 +117,12 @@ absl::StatusOr<hpo::v1::HeartbeatResponse> CoordinatorClient::Heartbeat(int64_t 
   return resp;
 }
 
-absl::Status CoordinatorClient::Complete(int64_t trial_id, const std::map<std::string, double>& metrics) {
+absl::Status CoordinatorClient::Complete(int64_t trial_id, const std::map<std::string, double>& metrics,
+                                         const hpo::v1::ClassReport* classes) {
   return Retrying("complete", [&] {
     hpo::v1::CompleteTrialRequest req;
     req.set_trial_id(trial_id);
+    if (classes != nullptr) *req.mutable_classes() = *classes;
     for (const auto& [k, v] : metrics) (*req.mutable_final_metrics())[k] = v;
     hpo::v1::CompleteTrialResponse resp;
     grpc::ClientContext ctx;

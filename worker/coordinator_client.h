@@ -28,13 +28,16 @@ class CoordinatorClient {
   // Sends a measurement on the trial's stream and waits for the decision.
   // Reconnects (and resends) while the coordinator is unreachable, for up to
   // `give_up_after`; other errors (the trial was pruned/failed/lost) come back at once.
+  // `data` (what the worker found in the data set) goes with the trial's first measurement.
   [[nodiscard]] absl::StatusOr<hpo::v1::ProgressDecision> Report(int64_t trial_id,
-                                                                 const hpo::v1::Measurement& m);
+                                                                 const hpo::v1::Measurement& m,
+                                                                 const hpo::v1::DataReport* data = nullptr);
   // Ends the trial's stream (if open).
   void CloseStream();
   [[nodiscard]] absl::StatusOr<hpo::v1::HeartbeatResponse> Heartbeat(int64_t trial_id);
   // Retried while the coordinator is unreachable (both calls are idempotent).
-  [[nodiscard]] absl::Status Complete(int64_t trial_id, const std::map<std::string, double>& metrics);
+  [[nodiscard]] absl::Status Complete(int64_t trial_id, const std::map<std::string, double>& metrics,
+                                      const hpo::v1::ClassReport* classes = nullptr);
   [[nodiscard]] absl::Status Fail(int64_t trial_id, const std::string& reason, bool retry);
 
   absl::Duration give_up_after = absl::Minutes(5);

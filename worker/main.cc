@@ -19,6 +19,9 @@
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:50051", "address of hpo-server (HOST:PORT)");
 ABSL_FLAG(std::string, data_root, "/usr/share/datasets", "directory holding one folder per data set");
+ABSL_FLAG(std::string, cache_dir, "",
+          "where decoded image folders are cached, shared by the workers of this machine (default: "
+          "$XDG_CACHE_HOME/hpo or ~/.cache/hpo; \"none\": no cache)");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: all cores)");
 ABSL_FLAG(std::string, worker_id, "", "name of this worker (default HOST:PID)");
 ABSL_FLAG(int, max_trials, 0, "exit after running this many trials (0: run until stopped)");
@@ -82,8 +85,19 @@ int main(int argc, char** argv) {
   hpo::worker::CoordinatorClient client(absl::GetFlag(FLAGS_coordinator), worker_id, &g_stop);
   hpo::worker::RunnerOptions options;
   options.data_root = absl::GetFlag(FLAGS_data_root);
-  spdlog::info("hpo-worker {} serving {} with {} LibTorch thread(s), data in {}", worker_id, client.address(),
-               torch::get_num_threads(), options.data_root);
+  options.threads = threads;
+  options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
+  if (options.cache_dir.empty()) {
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    if (xdg != nullptr && *xdg != '\0') options.cache_dir = absl::StrCat(xdg, "/hpo");
+    else if (home != nullptr && *home != '\0') options.cache_dir = absl::StrCat(home, "/.cache/hpo");
+  } else if (options.cache_dir == "none") {
+    options.cache_dir.clear();
+  }
+  spdlog::info("hpo-worker {} serving {} with {} LibTorch thread(s), data in {}, image cache in {}", worker_id,
+               client.address(), torch::get_num_threads(), options.data_root,
+               options.cache_dir.empty() ? "(none)" : options.cache_dir);
   spdlog::info("BLAS: {}; malloc tuning: {}", LoadedBlas(),
                absl::GetFlag(FLAGS_malloc_tuning) ? "mmap threshold 256 MiB, trim threshold 512 MiB" : "off");
 

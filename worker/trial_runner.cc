@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "worker/train/trainer.h"
 
 namespace hpo::worker {
@@ -100,11 +102,37 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
   split.seed = static_cast<uint64_t>(task.data_seed());
   split.imbalance_classes.assign(task.imbalance_classes().begin(), task.imbalance_classes().end());
   split.imbalance_keep = task.imbalance_classes().empty() ? 1.0 : task.imbalance_keep();
+  split.image_height = task.image_height();
+  split.image_width = task.image_width();
+  split.channels = task.channels();
+  split.resize = task.resize();
+  split.threads = options.threads;
+  split.cache_dir = options.cache_dir;
+  const absl::Time load_start = absl::Now();
   auto data = LoadSplit(options.data_root, task.dataset(), split);
   if (!data.ok()) return fail(absl::StrCat("data set: ", data.status().message()), false);
-
-  spdlog::info("{} (id {}): {} train / {} validation images, up to {} epochs", name, id,
-               (*data)->train.count, (*data)->val.count, task.max_epochs());
+  const DataSplit& ds = **data;
+  if (ds.skipped_files > 0) {
+    spdlog::warn("{}: skipped {} file(s) of data set {} that are not usable images, e.g. {}", name, ds.skipped_files,
+                 task.dataset(), absl::StrJoin(ds.skipped_examples, "; "));
+  }
+  spdlog::info("{} (id {}): {} train / {} validation / {} test images of {} classes, {}x{}x{} ({}, loaded in {:.2f} s{}), "
+               "up to {} epochs",
+               name, id, ds.train.count, ds.val.count, ds.test.count, ds.class_names.size(), ds.train.channels,
+               ds.train.height, ds.train.width, ds.format, absl::ToDoubleSeconds(absl::Now() - load_start),
+               ds.from_cache ? " from the decoded-image cache" : "", task.max_epochs());
+  hpo::v1::DataReport data_report;
+  data_report.set_format(ds.format);
+  for (const std::string& c : ds.class_names) data_report.add_class_names(c);
+  data_report.set_train_images(ds.train.count);
+  data_report.set_val_images(ds.val.count);
+  data_report.set_test_images(ds.test.count);
+  data_report.set_channels(ds.train.channels);
+  data_report.set_height(ds.train.height);
+  data_report.set_width(ds.train.width);
+  data_report.set_skipped_files(ds.skipped_files);
+  for (const std::string& e : ds.skipped_examples) data_report.add_skipped_examples(e);
+  bool data_sent = false;
   bool pruned = false, lost = false, diverged = false;
   std::string why;
   int last_epoch = 0;
@@ -134,7 +162,8 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     metrics["learning_rate"] = r.learning_rate;
     metrics["epoch_seconds"] = r.seconds;
     metrics["train_images_per_second"] = r.train_images_per_second;
-    auto d = client.Report(id, m);
+    auto d = client.Report(id, m, data_sent ? nullptr : &data_report);
+    data_sent = data_sent || d.ok();
     if (!d.ok()) {
       lost = true;
       why = std::string(d.status().message());
@@ -156,7 +185,7 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
   train_options.executions = std::max(1, task.executions_per_trial());
   train_options.metric = a.metric();
   train_options.minimize = a.metric() == "val_loss";
-  auto result = TrainCnn(*config, **data, train_options, on_epoch,
+  auto result = TrainCnn(*config, ds, train_options, on_epoch,
                          [&] { return stop.load() || heartbeat.revoked(); });
   client.CloseStream();
   if (stop.load() && !pruned && !lost) {
@@ -178,20 +207,26 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     spdlog::info("{} pruned: {}", name, why);
     return TrialOutcome::kPruned;
   }
-  std::map<std::string, double> final_metrics = {{"test_accuracy", result->test_accuracy},
-                                                 {"test_loss", result->test_loss},
-                                                 {"epochs_run", result->epochs_run},
+  std::map<std::string, double> final_metrics = {{"epochs_run", result->epochs_run},
                                                  {"patience_stop", result->patience_stop ? 1.0 : 0.0},
                                                  {"diverged_stop", result->diverged_stop ? 1.0 : 0.0}};
-  // Training class counts (for the imbalance diagnosis), per-class recall and the confusion
-  // matrix of the best epoch, on validation.
-  std::map<int, int64_t> counts, val_counts;
-  for (uint8_t label : (*data)->train.labels) ++counts[label];
-  for (uint8_t label : (*data)->val.labels) ++val_counts[label];
-  for (size_t c = 0; c < result->val_recall.size(); ++c) {
-    final_metrics[absl::StrCat("train_count/", c)] = static_cast<double>(counts[static_cast<int>(c)]);
-    final_metrics[absl::StrCat("val_count/", c)] = static_cast<double>(val_counts[static_cast<int>(c)]);
-    if (c < result->train_recall.size()) final_metrics[absl::StrCat("train_recall/", c)] = result->train_recall[c];
+  if (ds.test.count > 0) {  // an image folder without test/ has no test accuracy
+    final_metrics["test_accuracy"] = result->test_accuracy;
+    final_metrics["test_loss"] = result->test_loss;
+  }
+  // Per-class figures of the best epoch: training counts (for the imbalance diagnosis), recall on
+  // both splits and the validation confusion matrix.
+  hpo::v1::ClassReport classes;
+  const size_t n = result->val_recall.size();
+  std::vector<int64_t> counts(n), val_counts(n);
+  for (uint8_t label : ds.train.labels) ++counts[label];
+  for (uint8_t label : ds.val.labels) ++val_counts[label];
+  for (size_t c = 0; c < n; ++c) {
+    classes.add_train_count(counts[c]);
+    classes.add_val_count(val_counts[c]);
+    classes.add_val_recall(result->val_recall[c]);
+    if (result->train_recall.size() == n) classes.add_train_recall(result->train_recall[c]);
+    for (size_t p = 0; p < n; ++p) classes.add_val_confusion(c < result->confusion.size() && p < result->confusion[c].size() ? result->confusion[c][p] : 0);
   }
   // Mean pixel value of each split on [0, 1] (for the train/validation mismatch diagnosis); the
   // channels are the same size, so it is the mean of the channel means.
@@ -199,23 +234,17 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     const std::vector<double> means = ComputeChannelStats(s).mean;
     return means.empty() ? 0.0 : std::accumulate(means.begin(), means.end(), 0.0) / means.size();
   };
-  final_metrics["train_pixel_mean"] = pixel_mean((*data)->train);
-  final_metrics["val_pixel_mean"] = pixel_mean((*data)->val);
-  for (size_t c = 0; c < result->val_recall.size(); ++c) {
-    final_metrics[absl::StrCat("val_recall/", c)] = result->val_recall[c];
-    for (size_t p = 0; p < result->confusion[c].size(); ++p) {
-      final_metrics[absl::StrCat("val_confusion/", c, "/", p)] = static_cast<double>(result->confusion[c][p]);
-    }
-  }
-  if (auto s = client.Complete(id, final_metrics); !s.ok()) {
+  final_metrics["train_pixel_mean"] = pixel_mean(ds.train);
+  final_metrics["val_pixel_mean"] = pixel_mean(ds.val);
+  if (auto s = client.Complete(id, final_metrics, &classes); !s.ok()) {
     spdlog::error("{}: could not complete: {}", name, std::string(s.message()));
     return TrialOutcome::kLost;
   }
-  spdlog::info("{} completed{}: best {} {:.4f} at epoch {}, test_accuracy {:.4f}", name,
+  spdlog::info("{} completed{}: best {} {:.4f} at epoch {}{}", name,
                result->patience_stop   ? " (early stopping: no improvement)"
                : result->diverged_stop ? " (stopped: the training loss was NaN or infinite in every batch)"
-                                       : "", a.metric(), result->best_value,
-               result->best_epoch, result->test_accuracy);
+                                       : "", a.metric(), result->best_value, result->best_epoch,
+               ds.test.count > 0 ? absl::StrFormat(", test_accuracy %.4f", result->test_accuracy) : ", no test split");
   return TrialOutcome::kCompleted;
 }
 

@@ -12,6 +12,8 @@ namespace hpo::worker {
 
 struct RunnerOptions {
   std::string data_root = "/usr/share/datasets";
+  std::string cache_dir;  // decoded image folders ("": no cache)
+  int threads = 1;        // image decoding threads
 };
 
 enum class TrialOutcome { kCompleted, kPruned, kFailed, kLost, kHandedBack };

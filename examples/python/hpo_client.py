@@ -216,6 +216,13 @@ def _param_value(pv):
     return None if kind is None else getattr(pv, kind)
 
 
+def _data_dict(d):
+    return {"format": d.format, "class_names": list(d.class_names), "train_images": d.train_images,
+            "val_images": d.val_images, "test_images": d.test_images, "channels": d.channels,
+            "height": d.height, "width": d.width, "skipped_files": d.skipped_files,
+            "skipped_examples": list(d.skipped_examples)}
+
+
 def _trial_dict(t):
     return {
         "trial": t.number,
@@ -228,6 +235,9 @@ def _trial_dict(t):
         "measurements": [{"step": m.step, "value": m.value, "metrics": dict(m.metrics)}
                          for m in t.measurements],
         "final_metrics": dict(t.final_metrics),
+        # What an hpo-worker found in the data set (None for external tasks), as hpoctl --json shows it.
+        "data": _data_dict(t.data) if t.HasField("data") else None,
+        "class_names": list(t.data.class_names),
         "reason": t.reason,
         "worker": t.worker,
         "retry_of": t.retry_of,

@@ -10,6 +10,7 @@
 #include "server/core/search_space.h"
 #include "server/core/study_spec.h"
 #include "server/core/study_summary.h"
+#include "server/core/worker_reports.h"
 #include "server/pruner/pruner_registry.h"
 #include "server/sampler/sampler_registry.h"
 
@@ -311,7 +312,12 @@ std::string Coordinator::NotRunningMessage(const Trial& t) {
   return msg;
 }
 
-absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m) {
+absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, std::optional<DataReport> data) {
+  if (data) {
+    if (absl::Status s = ValidateDataReport(*data); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("trial id ", trial_id, ": ", s.message()));
+    }
+  }
   if (!std::isfinite(m.value)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "measurement value of trial id ", trial_id, " at step ", m.step, " is ", m.value,
@@ -333,7 +339,16 @@ absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m) {
     return absl::FailedPreconditionError(NotRunningMessage(*t));
   }
   leases_[t->id] = clock_->Now() + options_.lease_timeout;
-  if (resend) return Decision{};
+  if (resend) {
+    // The first send was stored with whatever data it carried; store a resend's only if it differs.
+    if (data && t->data != data) {
+      Trial updated = *t;
+      updated.data = std::move(data);
+      RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
+      *t = std::move(updated);
+    }
+    return Decision{};
+  }
   if (last != nullptr && m.step <= last->step) {
     return absl::InvalidArgumentError(absl::StrCat("steps must increase: step ", m.step,
                                                    " reported after step ", last->step, " for ",
@@ -342,6 +357,7 @@ absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m) {
   m.time = clock_->Now();
   Trial updated = *t;
   updated.measurements.push_back(m);
+  if (data) updated.data = std::move(data);
   UpdateBest(updated, e->spec.direction);
   // Decide on the study as it will be once this measurement is stored.
   std::swap(*t, updated);
@@ -371,7 +387,8 @@ absl::StatusOr<HeartbeatResult> Coordinator::Heartbeat(int64_t trial_id, const s
 }
 
 absl::StatusOr<Trial> Coordinator::CompleteTrial(int64_t trial_id,
-                                                 std::map<std::string, double> final_metrics) {
+                                                 std::map<std::string, double> final_metrics,
+                                                 std::optional<ClassReport> classes) {
   for (const auto& [k, v] : final_metrics) {
     if (!std::isfinite(v)) {
       return absl::InvalidArgumentError(absl::StrCat("final metric ", k, " is ", v, "; it must be finite"));
@@ -386,9 +403,16 @@ absl::StatusOr<Trial> Coordinator::CompleteTrial(int64_t trial_id,
     return absl::FailedPreconditionError(absl::StrCat(
         TrialName(*t), " has no measurement: report at least one step before completing it"));
   }
+  if (classes && classes->empty()) classes.reset();  // an empty report says nothing
+  if (classes) {
+    if (absl::Status s = ValidateClassReport(*classes, t->data ? &*t->data : nullptr); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(TrialName(*t), ": ", s.message()));
+    }
+  }
   Trial updated = *t;
   updated.state = TrialState::kCompleted;
   updated.final_metrics = std::move(final_metrics);
+  updated.classes = std::move(classes);
   updated.finished = clock_->Now();
   UpdateBest(updated, e->spec.direction);
   RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));

@@ -78,15 +78,21 @@ class Coordinator {
   [[nodiscard]] absl::StatusOr<std::optional<Assignment>> AskTrial(
       const std::string& worker_id, const std::vector<std::string>& task_types, int64_t study_id);
   // Stores a measurement and decides. kNotFound: unknown trial; kInvalidArgument:
-  // non-finite value or a step not after the last; kFailedPrecondition: the
-  // trial is not RUNNING (finished, or its lease was lost). Resending the last
-  // measurement (same step and value) is answered again, not refused.
-  [[nodiscard]] absl::StatusOr<Decision> Report(int64_t trial_id, Measurement measurement);
+  // non-finite value, a step not after the last, or a `data` report that breaks the
+  // contract of worker_reports.h; kFailedPrecondition: the trial is not RUNNING
+  // (finished, or its lease was lost). Resending the last measurement (same step and
+  // value) is answered again, not refused. `data`, when given, is stored with the
+  // measurement (in the same write) and replaces any earlier one.
+  [[nodiscard]] absl::StatusOr<Decision> Report(int64_t trial_id, Measurement measurement,
+                                                std::optional<DataReport> data = std::nullopt);
   [[nodiscard]] absl::StatusOr<HeartbeatResult> Heartbeat(int64_t trial_id,
                                                           const std::string& worker_id);
-  // RUNNING -> COMPLETED, value = best measurement. Idempotent on a COMPLETED trial.
+  // RUNNING -> COMPLETED, value = best measurement, with the per-class figures `classes`
+  // (kInvalidArgument, nothing changed, when they break the contract of worker_reports.h or
+  // count other classes than the trial's data report names). Idempotent on a COMPLETED trial.
   [[nodiscard]] absl::StatusOr<Trial> CompleteTrial(int64_t trial_id,
-                                                    std::map<std::string, double> final_metrics);
+                                                    std::map<std::string, double> final_metrics,
+                                                    std::optional<ClassReport> classes = std::nullopt);
   // RUNNING -> FAILED; with `retry`, the same parameters go to a new trial
   // (at most max_retries times in a chain). Idempotent on a FAILED trial.
   [[nodiscard]] absl::StatusOr<Trial> FailTrial(int64_t trial_id, const std::string& reason,

@@ -30,15 +30,20 @@ double Number(const ParamValue& v) {
   return NAN;
 }
 
-// Validation recall per class from a trial's final metrics ("val_recall/<c>").
-std::map<int, double> Recalls(const Trial& t) {
-  std::map<int, double> out;
-  for (const auto& [k, v] : t.final_metrics) {
-    int c = 0;
-    if (std::sscanf(k.c_str(), "val_recall/%d", &c) == 1) out[c] = v;
-  }
-  return out;
+// The per-class arrays of a trial's ClassReport (empty when it reported none).
+const ClassReport& Classes(const Trial& t) {
+  static const ClassReport kNone;
+  return t.classes ? *t.classes : kNone;
 }
+
+// The number of classes of a trial's task, from what its worker reported (0: unknown).
+int NumClasses(const Trial& t) {
+  const int n = Classes(t).NumClasses();
+  return n > 0 ? n : t.data ? static_cast<int>(t.data->class_names.size()) : 0;
+}
+
+// "class \"shirt\"" or "class 6": how every finding names a class.
+std::string Class(const Trial& t, int c) { return absl::StrCat("class ", ClassName(t, c)); }
 
 }  // namespace
 
@@ -141,7 +146,7 @@ std::optional<Finding> CheckLearningRate(const Study& s) {
   std::vector<double> stuck_lr, other_lr;
   std::vector<std::string> stuck_names, unstable_names;
   int classes = 0, stuck = 0;
-  for (const Trial& t : s.trials) classes = std::max<int>(classes, static_cast<int>(Recalls(t).size()));
+  for (const Trial& t : s.trials) classes = std::max(classes, NumClasses(t));
   const double chance = classes > 0 ? 1.0 / classes : 0.1;
   for (const Trial& t : s.trials) {
     auto lr = t.params.find("learning_rate");
@@ -221,28 +226,25 @@ std::optional<Finding> CheckSlowLearning(const Study& s) {
 }
 
 std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t) {
-  const auto recalls = Recalls(t);
+  const ClassReport& cr = Classes(t);
+  const std::vector<double>& recalls = cr.val_recall;
   if (recalls.size() < 2) return std::nullopt;
-  // Training class counts, when the worker reported them ("train_count/<c>").
-  std::map<int, double> counts;
-  double most = 0;
-  for (const auto& [k, v] : t.final_metrics) {
-    int c = 0;
-    if (std::sscanf(k.c_str(), "train_count/%d", &c) == 1) {
-      counts[c] = v;
-      most = std::max(most, v);
-    }
-  }
+  // Training class counts, when the worker reported them (validated to one per class).
+  static const std::vector<int64_t> kUnknown;
+  const std::vector<int64_t>& counts = cr.train_count.size() == recalls.size() ? cr.train_count : kUnknown;
+  const double most = counts.empty() ? 0 : static_cast<double>(*std::max_element(counts.begin(), counts.end()));
   double mean = 0;
-  for (const auto& [c, r] : recalls) mean += r / recalls.size();
+  for (double r : recalls) mean += r / recalls.size();
   std::vector<std::string> weak;
   double worst = 1;
-  for (const auto& [c, r] : recalls) {
+  for (size_t c = 0; c < recalls.size(); ++c) {
+    const double r = recalls[c];
     // A weak class counts only if it is also a minority in training (when the counts are known).
     const bool minority = counts.empty() || counts[c] < kMinorityRatio * most;
     if (r < kRecallRatio * mean && minority) {
-      weak.push_back(counts.empty() ? absl::StrFormat("class %d recall %.2f", c, r)
-                                    : absl::StrFormat("class %d recall %.2f (%.0f training images)", c, r, counts[c]));
+      std::string text = absl::StrFormat("%s recall %.2f", Class(t, static_cast<int>(c)), r);
+      if (!counts.empty()) absl::StrAppend(&text, absl::StrFormat(" (%d training images)", counts[c]));
+      weak.push_back(std::move(text));
       worst = std::min(worst, r / std::max(mean, 1e-9));
     }
   }
@@ -251,9 +253,10 @@ std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t) {
   std::string evidence = absl::StrFormat("trial %d: %s, against a mean recall of %.2f", t.number,
                                          absl::StrJoin(weak, ", "), mean);
   if (!s.spec.task.imbalance_classes.empty()) {
+    std::vector<std::string> kept;
+    for (int c : s.spec.task.imbalance_classes) kept.push_back(ClassName(t, c));
     absl::StrAppend(&evidence, absl::StrFormat("; the training split keeps only %.0f%% of classes %s",
-                                               100 * s.spec.task.imbalance_keep,
-                                               absl::StrJoin(s.spec.task.imbalance_classes, ", ")));
+                                               100 * s.spec.task.imbalance_keep, absl::StrJoin(kept, ", ")));
   }
   // Did trials that corrected for imbalance do better? Best and median of each group.
   std::vector<double> corrected, plain;
@@ -410,37 +413,35 @@ std::optional<Finding> CheckPrunedSlowStarters(const Study& s) {
 }
 
 std::optional<Finding> CheckSplitMismatch(const Trial& t) {
-  std::map<int, double> train, val;
-  double nt = 0, nv = 0;
-  for (const auto& [k, v] : t.final_metrics) {
-    int c = 0;
-    if (std::sscanf(k.c_str(), "train_count/%d", &c) == 1) train[c] = v, nt += v;
-    if (std::sscanf(k.c_str(), "val_count/%d", &c) == 1) val[c] = v, nv += v;
-  }
+  const ClassReport& cr = Classes(t);
   std::vector<std::string> parts;
-  double tvd = 0, worst = 0;
-  int worst_class = -1;
-  if (nt > 0 && nv > 0) {
-    for (const auto& [c, v] : val) {
-      const double d = std::fabs(train[c] / nt - v / nv);
-      tvd += 0.5 * d;
-      if (d > worst) worst = d, worst_class = c;
+  double tvd = 0;
+  // Class frequencies: needs both splits' counts for the same classes.
+  if (!cr.train_count.empty() && cr.train_count.size() == cr.val_count.size()) {
+    double nt = 0, nv = 0;
+    for (size_t c = 0; c < cr.train_count.size(); ++c) nt += cr.train_count[c], nv += cr.val_count[c];
+    double worst = 0;
+    size_t worst_class = 0;
+    if (nt > 0 && nv > 0) {
+      for (size_t c = 0; c < cr.val_count.size(); ++c) {
+        const double d = std::fabs(cr.train_count[c] / nt - cr.val_count[c] / nv);
+        tvd += 0.5 * d;
+        if (d > worst) worst = d, worst_class = c;
+      }
     }
     if (tvd > kMismatchTvd) {
-      parts.push_back(absl::StrFormat("class frequencies differ between the splits (total variation %.2f; class %d "
+      parts.push_back(absl::StrFormat("class frequencies differ between the splits (total variation %.2f; %s "
                                       "is %.1f%% of training but %.1f%% of validation)",
-                                      tvd, worst_class, 100 * train[worst_class] / nt, 100 * val[worst_class] / nv));
+                                      tvd, Class(t, static_cast<int>(worst_class)),
+                                      100 * cr.train_count[worst_class] / nt, 100 * cr.val_count[worst_class] / nv));
     }
   }
   // Classes whose recall collapses on validation only.
-  const auto val_recall = Recalls(t);
   std::vector<std::string> collapsed;
-  for (const auto& [k, v] : t.final_metrics) {
-    int c = 0;
-    if (std::sscanf(k.c_str(), "train_recall/%d", &c) != 1) continue;
-    auto r = val_recall.find(c);
-    if (r != val_recall.end() && v - r->second > kRecallCollapse) {
-      collapsed.push_back(absl::StrFormat("class %d (recall %.2f in training, %.2f in validation)", c, v, r->second));
+  for (size_t c = 0; c < cr.train_recall.size() && c < cr.val_recall.size(); ++c) {
+    if (cr.train_recall[c] - cr.val_recall[c] > kRecallCollapse) {
+      collapsed.push_back(absl::StrFormat("%s (recall %.2f in training, %.2f in validation)",
+                                          Class(t, static_cast<int>(c)), cr.train_recall[c], cr.val_recall[c]));
     }
   }
   if (!collapsed.empty()) {

@@ -64,9 +64,10 @@ std::optional<Finding> CheckSlowLearning(const Study& s);
 inline constexpr double kSlowSlope = 0.01;
 inline constexpr double kSlowGap = 0.03;
 
-// Class imbalance: a class whose validation recall (best epoch) is below
-// kRecallRatio (0.6) of the mean recall; compares trials with and without
-// class_weighting / balanced sampling when the study searched them.
+// Class imbalance: a class whose validation recall (best epoch, from the trial's ClassReport) is
+// below kRecallRatio (0.6) of the mean recall; compares trials with and without
+// class_weighting / balanced sampling when the study searched them. Classes are named by the
+// names in the trial's DataReport when the worker sent them, by label otherwise.
 std::optional<Finding> CheckClassImbalance(const Study& s, const Trial& t);
 inline constexpr double kRecallRatio = 0.6;
 // ... and, when the training class counts are known, a minority: fewer than half the largest class's images.
@@ -91,13 +92,15 @@ std::optional<Finding> CheckNoise(const Study& s);
 // pruner stopped at that step: curves cross, and the pruner may be stopping slow starters.
 std::optional<Finding> CheckPrunedSlowStarters(const Study& s);
 
-// Train/validation mismatch: the class frequencies of the two splits differ by a
-// total-variation distance above kMismatchTvd (0.1), or their mean pixel values
-// (on [0, 1]) by more than kMismatchPixel (0.03). Needs the counts the worker reports.
+// Train/validation mismatch: the class frequencies of the two splits (train_count and val_count
+// of the trial's ClassReport) differ by a total-variation distance above kMismatchTvd (0.1),
+// naming the class whose share differs most, or their mean pixel values (on [0, 1];
+// train_pixel_mean and val_pixel_mean in its final metrics) by more than kMismatchPixel (0.03).
 std::optional<Finding> CheckSplitMismatch(const Trial& t);
 inline constexpr double kMismatchTvd = 0.1;
 inline constexpr double kMismatchPixel = 0.03;
-// ... or a class's recall is higher in training than in validation by more than kRecallCollapse (0.3).
+// ... or a class's recall is higher in training than in validation by more than kRecallCollapse (0.3);
+// each such class is named.
 inline constexpr double kRecallCollapse = 0.3;
 
 // Every rule, strongest first; "nothing stands out" when none fires.

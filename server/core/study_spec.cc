@@ -150,6 +150,65 @@ absl::StatusOr<ParamSpec> ParseParam(const json& j, size_t index) {
   return p;
 }
 
+// A data set is a directory directly under the worker's --data_root: refuse any name that
+// could resolve elsewhere (the worker also refuses symlinks that lead out of it).
+absl::Status CheckDatasetName(const std::string& name) {
+  const std::string what = absl::StrCat("task.dataset \"", name, "\"");
+  if (name.empty()) {
+    return Invalid("task.dataset must not be empty: name a directory under the worker's --data_root, "
+                   "e.g. \"fashion-mnist\"");
+  }
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return Invalid("task.dataset must not contain control characters");
+  }
+  if (name.front() == '/') {
+    return Invalid(absl::StrCat(what, " is an absolute path; give the name of a directory under the "
+                                "worker's --data_root"));
+  }
+  if (name.find('/') != std::string::npos) {
+    return Invalid(absl::StrCat(what, " contains '/'; give the name of one directory directly under the "
+                                "worker's --data_root"));
+  }
+  if (name == "." || name == "..") {
+    return Invalid(absl::StrCat(what, " would be --data_root itself or the folder above it; give the name "
+                                "of a directory under the worker's --data_root"));
+  }
+  if (name.size() > 255) return Invalid("task.dataset is longer than a directory name may be (255 bytes)");
+  return absl::OkStatus();
+}
+
+// image_size, channels and resize: how a worker shapes the images of an image folder (IDX and
+// CIFAR data keep theirs). Absent: 0 / "", the worker decides from the data.
+absl::Status ParseImageOptions(const json& j, TaskSpec* task) {
+  if (j.contains("image_size")) {
+    const json& size = j.at("image_size");
+    auto dim_ok = [](const json& v) {
+      return v.is_number_integer() && v.get<int64_t>() >= 8 && v.get<int64_t>() <= 1024;
+    };
+    if (!size.is_array() || size.size() != 2 || !dim_ok(size[0]) || !dim_ok(size[1])) {
+      return Invalid(absl::StrCat("task.image_size must be [height, width] with integers in [8, 1024], not ",
+                                  size.dump()));
+    }
+    task->image_height = size[0].get<int>();
+    task->image_width = size[1].get<int>();
+  }
+  if (j.contains("channels")) {
+    const json& ch = j.at("channels");
+    if (!ch.is_number_integer() || (ch.get<int64_t>() != 1 && ch.get<int64_t>() != 3)) {
+      return Invalid(absl::StrCat("task.channels must be 1 (grayscale) or 3 (RGB), not ", ch.dump()));
+    }
+    task->channels = ch.get<int>();
+  }
+  if (j.contains("resize")) {
+    const json& r = j.at("resize");
+    if (!r.is_string() || (r != "stretch" && r != "pad" && r != "crop")) {
+      return Invalid(absl::StrCat("task.resize must be \"stretch\", \"pad\" or \"crop\", not ", r.dump()));
+    }
+    task->resize = r.get<std::string>();
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseTask(const json& j, TaskSpec* task) {
   if (!j.is_object()) return Invalid(absl::StrCat("task must be an object, not ", TypeName(j)));
   if (j.value("type", "") == "external") {
@@ -162,7 +221,8 @@ absl::Status ParseTask(const json& j, TaskSpec* task) {
     return absl::OkStatus();
   }
   RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "dataset", "train_examples", "val_examples", "test_examples",
-                                        "max_epochs", "data_seed", "executions_per_trial", "imbalance"}));
+                                        "max_epochs", "data_seed", "executions_per_trial", "imbalance",
+                                        "image_size", "channels", "resize"}));
   ASSIGN_OR_RETURN(int64_t executions, GetInt(j, "executions_per_trial", "task", 1));
   if (executions < 1 || executions > 10) return Invalid("task.executions_per_trial must be in [1, 10]");
   task->executions_per_trial = static_cast<int>(executions);
@@ -186,26 +246,25 @@ absl::Status ParseTask(const json& j, TaskSpec* task) {
   }
   ASSIGN_OR_RETURN(task->type, GetString(j, "type", "task"));
   ASSIGN_OR_RETURN(task->dataset, GetString(j, "dataset", "task"));
-  if (task->dataset.empty() || task->dataset.find('/') != std::string::npos ||
-      task->dataset.find("..") != std::string::npos) {
-    return Invalid(absl::StrCat("task.dataset \"", task->dataset,
-                                "\" must be a directory name under the worker's --data_root "
-                                "(no '/' or '..')"));
-  }
+  RETURN_IF_ERROR(CheckDatasetName(task->dataset));
   ASSIGN_OR_RETURN(int64_t train, GetInt(j, "train_examples", "task", 0));
-  ASSIGN_OR_RETURN(int64_t val, GetInt(j, "val_examples", "task", 10000));
+  // No default is filled in: 0 lets the worker pick one that fits the data it finds.
+  ASSIGN_OR_RETURN(int64_t val, GetInt(j, "val_examples", "task", 0));
   ASSIGN_OR_RETURN(int64_t test, GetInt(j, "test_examples", "task", 0));
   ASSIGN_OR_RETURN(int64_t epochs, GetInt(j, "max_epochs", "task", 10));
   ASSIGN_OR_RETURN(task->data_seed, GetInt(j, "data_seed", "task", 0));
   if (train < 0 || train > 10'000'000) return Invalid("task.train_examples must be in [0, 10000000] (0: all)");
-  if (val < 1 || val > 10'000'000) return Invalid("task.val_examples must be in [1, 10000000]");
+  if (val < 0 || val > 10'000'000) {
+    return Invalid("task.val_examples must be in [1, 10000000], or 0 / omitted for the default (all of val/, "
+                   "10000 for IDX and CIFAR, 20% of an image folder without val/)");
+  }
   if (test < 0 || test > 10'000'000) return Invalid("task.test_examples must be in [0, 10000000] (0: all)");
   if (epochs < 1 || epochs > 10000) return Invalid("task.max_epochs must be in [1, 10000]");
   task->train_examples = static_cast<int>(train);
   task->val_examples = static_cast<int>(val);
   task->test_examples = static_cast<int>(test);
   task->max_epochs = static_cast<int>(epochs);
-  return absl::OkStatus();
+  return ParseImageOptions(j, task);
 }
 
 }  // namespace

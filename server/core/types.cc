@@ -1,5 +1,8 @@
 #include "server/core/types.h"
 
+#include <cmath>
+#include <tuple>
+
 #include "absl/strings/str_cat.h"
 
 namespace hpo::server {
@@ -43,6 +46,35 @@ bool IsActive(const ParamSpec& p, const ParamMap& chosen) {
     if (v == it->second) return true;
   }
   return false;
+}
+
+bool operator==(const DataReport& a, const DataReport& b) {
+  auto fields = [](const DataReport& r) {
+    return std::tie(r.format, r.class_names, r.train_images, r.val_images, r.test_images, r.channels, r.height,
+                    r.width, r.skipped_files, r.skipped_examples);
+  };
+  return fields(a) == fields(b);
+}
+
+bool operator==(const ClassReport& a, const ClassReport& b) {
+  auto fields = [](const ClassReport& r) {
+    return std::tie(r.train_count, r.val_count, r.train_recall, r.val_recall, r.val_confusion);
+  };
+  return fields(a) == fields(b);
+}
+
+int ClassReport::NumClasses() const {
+  for (size_t n : {train_count.size(), val_count.size(), train_recall.size(), val_recall.size()}) {
+    if (n > 0) return static_cast<int>(n);
+  }
+  return static_cast<int>(std::lround(std::sqrt(static_cast<double>(val_confusion.size()))));
+}
+
+std::string ClassName(const Trial& t, int c) {
+  if (t.data && c >= 0 && c < static_cast<int>(t.data->class_names.size())) {
+    return absl::StrCat("\"", t.data->class_names[c], "\"");
+  }
+  return absl::StrCat(c);
 }
 
 bool IsFinished(TrialState s) {

@@ -46,18 +46,24 @@ struct ParamSpec {
 // Whether `p` is active given the values already chosen for the parameters before it.
 bool IsActive(const ParamSpec& p, const ParamMap& chosen);
 
-// The study's task: what workers train. Only "cnn" exists so far.
+// The study's task: what workers train.
 struct TaskSpec {
   std::string type = "cnn";  // "cnn" (hpo-worker) or "external" (any client, e.g. the Python one)
   std::string dataset;
   int train_examples = 0;  // 0: all that remain after validation
-  int val_examples = 10000;
+  // 0: the worker's default (all of val/ in an image folder that has one, 10,000 for IDX/CIFAR,
+  // 20% of an image folder's images otherwise). Not filled in here: only the worker knows the data.
+  int val_examples = 0;
   int test_examples = 0;   // 0: the whole t10k set
   int max_epochs = 10;     // steps per trial; for "external", 0 means no limit
   int64_t data_seed = 0;
   int executions_per_trial = 1;
   std::vector<int> imbalance_classes;  // make the training split imbalanced on purpose
   double imbalance_keep = 1.0;
+  // Image folders only; 0 / empty: the worker picks them from the data.
+  int image_height = 0, image_width = 0;
+  int channels = 0;     // 1 or 3
+  std::string resize;   // "stretch", "pad" or "crop"
 };
 
 struct StudySpec {
@@ -80,6 +86,32 @@ struct Measurement {
   absl::Time time;
 };
 
+// What a worker found in a trial's data set (reported with the trial's first measurement).
+struct DataReport {
+  std::string format;                    // "image_folder", "idx", "cifar10"
+  std::vector<std::string> class_names;  // by class label; may be empty (then classes go by number)
+  int64_t train_images = 0, val_images = 0, test_images = 0;
+  int channels = 0, height = 0, width = 0;  // as trained
+  int64_t skipped_files = 0;                // files that are not usable images
+  std::vector<std::string> skipped_examples;  // the first few, each "path: why"
+};
+bool operator==(const DataReport& a, const DataReport& b);
+inline bool operator!=(const DataReport& a, const DataReport& b) { return !(a == b); }
+
+// Per-class figures of a completed trial, each array indexed by class label (or empty: not reported).
+struct ClassReport {
+  std::vector<int64_t> train_count, val_count;
+  std::vector<double> train_recall, val_recall;
+  std::vector<int64_t> val_confusion;  // n x n, row-major: [true class][predicted class]
+
+  // The number of classes n: the length of the per-class arrays (the square root of the
+  // confusion matrix's when only that was reported); 0 when nothing was reported.
+  int NumClasses() const;
+  bool empty() const { return NumClasses() == 0; }
+};
+bool operator==(const ClassReport& a, const ClassReport& b);
+inline bool operator!=(const ClassReport& a, const ClassReport& b) { return !(a == b); }
+
 struct Trial {
   int64_t id = 0;
   int64_t study_id = 0;
@@ -95,7 +127,13 @@ struct Trial {
   int retry_of = -1;
   bool retried = false;  // FAILED and handed out again as a new trial
   absl::Time created, started, finished;  // absl::InfinitePast() when not yet
+  std::optional<DataReport> data;     // unset until the worker's first report that carries it
+  std::optional<ClassReport> classes;  // set on completion by tasks that report them
 };
+
+// How to name class `c` of trial `t` to a person: `"shirt"` (quoted, from its DataReport) when
+// the worker reported class names, else the label number (`6`).
+std::string ClassName(const Trial& t, int c);
 
 struct Study {
   int64_t id = 0;

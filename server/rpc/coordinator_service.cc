@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <map>
+#include <optional>
 
 #include "proto/common/grpc_status.h"
 #include "server/rpc/proto_convert.h"
@@ -28,7 +29,9 @@ class ReportReactor final
       Finish(grpc::Status::OK);
       return;
     }
-    auto d = c_->Report(report_.trial_id(), FromProto(report_.measurement()));
+    std::optional<DataReport> data;
+    if (report_.has_data()) data = FromProto(report_.data());
+    auto d = c_->Report(report_.trial_id(), FromProto(report_.measurement()), std::move(data));
     if (!d.ok()) {
       Finish(ToGrpcStatus(d.status()));
       return;
@@ -189,7 +192,9 @@ grpc::ServerUnaryReactor* CoordinatorService::CompleteTrial(grpc::CallbackServer
                                                             const hpo::v1::CompleteTrialRequest* req,
                                                             hpo::v1::CompleteTrialResponse* resp) {
   std::map<std::string, double> metrics(req->final_metrics().begin(), req->final_metrics().end());
-  auto t = c_->CompleteTrial(req->trial_id(), std::move(metrics));
+  std::optional<ClassReport> classes;
+  if (req->has_classes()) classes = FromProto(req->classes());
+  auto t = c_->CompleteTrial(req->trial_id(), std::move(metrics), std::move(classes));
   if (t.ok()) {
     ToProto(*t, resp->mutable_trial());
     spdlog::info("trial {} of study {} completed: value {}", t->number, t->study_id,

@@ -60,6 +60,29 @@ void ToProto(const Trial& t, hpo::v1::Trial* out) {
   out->set_created_unix_ms(Ms(t.created));
   out->set_started_unix_ms(Ms(t.started));
   out->set_finished_unix_ms(Ms(t.finished));
+  if (t.data) ToProto(*t.data, out->mutable_data());
+  if (t.classes) ToProto(*t.classes, out->mutable_classes());
+}
+
+void ToProto(const DataReport& d, hpo::v1::DataReport* out) {
+  out->set_format(d.format);
+  for (const std::string& name : d.class_names) out->add_class_names(name);
+  out->set_train_images(d.train_images);
+  out->set_val_images(d.val_images);
+  out->set_test_images(d.test_images);
+  out->set_channels(d.channels);
+  out->set_height(d.height);
+  out->set_width(d.width);
+  out->set_skipped_files(d.skipped_files);
+  for (const std::string& e : d.skipped_examples) out->add_skipped_examples(e);
+}
+
+void ToProto(const ClassReport& c, hpo::v1::ClassReport* out) {
+  out->mutable_train_count()->Add(c.train_count.begin(), c.train_count.end());
+  out->mutable_val_count()->Add(c.val_count.begin(), c.val_count.end());
+  out->mutable_train_recall()->Add(c.train_recall.begin(), c.train_recall.end());
+  out->mutable_val_recall()->Add(c.val_recall.begin(), c.val_recall.end());
+  out->mutable_val_confusion()->Add(c.val_confusion.begin(), c.val_confusion.end());
 }
 
 void ToProto(const TaskSpec& t, hpo::v1::Task* out) {
@@ -73,6 +96,10 @@ void ToProto(const TaskSpec& t, hpo::v1::Task* out) {
   out->set_executions_per_trial(t.executions_per_trial);
   for (int c : t.imbalance_classes) out->add_imbalance_classes(c);
   out->set_imbalance_keep(t.imbalance_keep);
+  out->set_image_height(t.image_height);
+  out->set_image_width(t.image_width);
+  out->set_channels(t.channels);
+  out->set_resize(t.resize);
 }
 
 void ToProto(const Study& s, hpo::v1::Study* out) {
@@ -113,6 +140,31 @@ Measurement FromProto(const hpo::v1::Measurement& m) {
   out.step = m.step();
   out.value = m.value();
   for (const auto& [k, v] : m.metrics()) out.metrics[k] = v;
+  return out;
+}
+
+DataReport FromProto(const hpo::v1::DataReport& d) {
+  DataReport out;
+  out.format = d.format();
+  out.class_names.assign(d.class_names().begin(), d.class_names().end());
+  out.train_images = d.train_images();
+  out.val_images = d.val_images();
+  out.test_images = d.test_images();
+  out.channels = d.channels();
+  out.height = d.height();
+  out.width = d.width();
+  out.skipped_files = d.skipped_files();
+  out.skipped_examples.assign(d.skipped_examples().begin(), d.skipped_examples().end());
+  return out;
+}
+
+ClassReport FromProto(const hpo::v1::ClassReport& c) {
+  ClassReport out;
+  out.train_count.assign(c.train_count().begin(), c.train_count().end());
+  out.val_count.assign(c.val_count().begin(), c.val_count().end());
+  out.train_recall.assign(c.train_recall().begin(), c.train_recall().end());
+  out.val_recall.assign(c.val_recall().begin(), c.val_recall().end());
+  out.val_confusion.assign(c.val_confusion().begin(), c.val_confusion().end());
   return out;
 }
 

@@ -48,6 +48,12 @@ CREATE TABLE measurements(
   time_ms INTEGER NOT NULL,
   PRIMARY KEY(trial_id, step));
 )sql",
+    // 2: what the worker found in the data set (DataReport) and the per-class figures of a
+    // completed trial (ClassReport), as JSON objects; NULL when not reported.
+    R"sql(
+ALTER TABLE trials ADD COLUMN data_json TEXT;
+ALTER TABLE trials ADD COLUMN classes_json TEXT;
+)sql",
 };
 
 int64_t ToMs(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixMillis(t); }
@@ -87,6 +93,71 @@ std::map<std::string, double> MetricsFromJson(const std::string& text) {
   return out;
 }
 
+// Text for a JSON column. Strings in reports are validated UTF-8, but a stored row must never
+// make the write throw, so anything else is replaced rather than refused here.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json DataToJson(const DataReport& d) {
+  return {{"format", d.format},
+          {"class_names", d.class_names},
+          {"train_images", d.train_images},
+          {"val_images", d.val_images},
+          {"test_images", d.test_images},
+          {"channels", d.channels},
+          {"height", d.height},
+          {"width", d.width},
+          {"skipped_files", d.skipped_files},
+          {"skipped_examples", d.skipped_examples}};
+}
+
+json ClassesToJson(const ClassReport& c) {
+  return {{"train_count", c.train_count},
+          {"val_count", c.val_count},
+          {"train_recall", c.train_recall},
+          {"val_recall", c.val_recall},
+          {"val_confusion", c.val_confusion}};
+}
+
+// Reads j[key] into `out` when it has the expected JSON type; leaves `out` alone otherwise.
+template <typename T>
+void Read(const json& j, const char* key, T& out) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  try {
+    out = it->template get<T>();
+  } catch (const json::exception&) {
+  }
+}
+
+std::optional<DataReport> DataFromJson(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  DataReport d;
+  Read(j, "format", d.format);
+  Read(j, "class_names", d.class_names);
+  Read(j, "train_images", d.train_images);
+  Read(j, "val_images", d.val_images);
+  Read(j, "test_images", d.test_images);
+  Read(j, "channels", d.channels);
+  Read(j, "height", d.height);
+  Read(j, "width", d.width);
+  Read(j, "skipped_files", d.skipped_files);
+  Read(j, "skipped_examples", d.skipped_examples);
+  return d;
+}
+
+std::optional<ClassReport> ClassesFromJson(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  ClassReport c;
+  Read(j, "train_count", c.train_count);
+  Read(j, "val_count", c.val_count);
+  Read(j, "train_recall", c.train_recall);
+  Read(j, "val_recall", c.val_recall);
+  Read(j, "val_confusion", c.val_confusion);
+  return c;
+}
+
 template <typename E>
 E StateFromName(const std::string& name, std::initializer_list<E> all) {
   for (E e : all) {
@@ -109,6 +180,11 @@ class Stmt {
   Stmt& Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); return *this; }
   Stmt& Bind(int i, const std::string& v) {
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindText(int i, const std::optional<std::string>& v) {
+    if (v) return Bind(i, *v);
+    sqlite3_bind_null(stmt_, i);
     return *this;
   }
   Stmt& BindDouble(int i, std::optional<double> v) {
@@ -208,7 +284,7 @@ class SqliteStorage final : public Storage {
     {
       Stmt s(db_,
              "SELECT id, study_id, number, state, params_json, value, best_step, final_metrics_json,"
-             " reason, worker, retry_of, retried, created_ms, started_ms, finished_ms"
+             " reason, worker, retry_of, retried, created_ms, started_ms, finished_ms, data_json, classes_json"
              " FROM trials ORDER BY study_id, number");
       for (;;) {
         ASSIGN_OR_RETURN(bool row, s.Step());
@@ -231,6 +307,8 @@ class SqliteStorage final : public Storage {
         t.created = FromMs(s.Int(12));
         t.started = FromMs(s.IsNull(13) ? 0 : s.Int(13));
         t.finished = FromMs(s.IsNull(14) ? 0 : s.Int(14));
+        if (!s.IsNull(15)) t.data = DataFromJson(s.Text(15));
+        if (!s.IsNull(16)) t.classes = ClassesFromJson(s.Text(16));
         auto it = study_index.find(t.study_id);
         if (it == study_index.end()) continue;
         auto& trials = studies[it->second].trials;
@@ -300,11 +378,15 @@ class SqliteStorage final : public Storage {
       }
       Stmt s(db_,
              "UPDATE trials SET state=?, value=?, best_step=?, final_metrics_json=?, reason=?,"
-             " worker=?, retried=?, started_ms=?, finished_ms=?, params_json=? WHERE id=?");
+             " worker=?, retried=?, started_ms=?, finished_ms=?, params_json=?, data_json=?, classes_json=?"
+             " WHERE id=?");
       s.Bind(1, std::string(StateName(t.state))).BindDouble(2, t.value).Bind(3, t.best_step)
           .Bind(4, MetricsToJson(t.final_metrics).dump()).Bind(5, t.reason).Bind(6, t.worker)
           .Bind(7, t.retried ? 1 : 0).Bind(8, ToMs(t.started)).Bind(9, ToMs(t.finished))
-          .Bind(10, ParamsToJson(t.params).dump()).Bind(11, t.id);
+          .Bind(10, ParamsToJson(t.params).dump())
+          .BindText(11, t.data ? std::optional<std::string>(Dump(DataToJson(*t.data))) : std::nullopt)
+          .BindText(12, t.classes ? std::optional<std::string>(Dump(ClassesToJson(*t.classes))) : std::nullopt)
+          .Bind(13, t.id);
       RETURN_IF_ERROR(s.Run());
       if (sqlite3_changes(db_) != 1) {
         return absl::NotFoundError(absl::StrCat("no stored trial with id ", t.id));

@@ -25,7 +25,8 @@ class Storage {
   // Stores a new trial with its parameters (id ignored); returns its id.
   [[nodiscard]] virtual absl::StatusOr<int64_t> CreateTrial(const Trial& trial) = 0;
   // Stores the trial's mutable fields (state, parameters, value, best step, final
-  // metrics, reason, worker, retried, times) and, when `measurement` is not null, appends it.
+  // metrics, reason, worker, retried, times, data and class reports) and, when
+  // `measurement` is not null, appends it, all in one transaction.
   [[nodiscard]] virtual absl::Status UpdateTrial(const Trial& trial,
                                                  const Measurement* measurement) = 0;
   // Runs `body` so that all its writes commit together or not at all.

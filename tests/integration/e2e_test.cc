@@ -15,7 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "hpo/v1/coordinator.grpc.pb.h"
+#include "tests/testing/image_files.h"
 #include "tests/testing/process.h"
+#include "worker/data/dataset.h"
 
 namespace hpo {
 namespace {
@@ -98,7 +100,7 @@ class EndToEndTest : public ::testing::Test {
   Process& StartWorker(const std::string& name) {
     workers_.push_back(Process::Start(
         {HPO_WORKER_BIN, "--coordinator=" + address_, "--data_root=" + data_root_, "--threads=1",
-         "--worker_id=" + name},
+         "--worker_id=" + name, "--cache_dir=" + (dir_ / "cache").string()},
         (dir_ / (name + ".log")).string()));
     return workers_.back();
   }
@@ -632,6 +634,151 @@ TEST_F(EndToEndTest, SigtermHandsTheTrialBackAndStopEndsTheStudy) {
   EXPECT_EQ(trials[1]["state"], "FAILED");
   EXPECT_EQ(CountState(trials, "RUNNING") + CountState(trials, "WAITING"), 0);
   EXPECT_EQ(Ctl({"watch", std::to_string(study)}, seconds(10)).exit_code, 0);
+}
+
+// Writes a photos/ folder built from Fashion-MNIST images the way a user's would look:
+// photos/train/<class>/ and photos/val/<class>/, PNG and JPEG of mixed sizes, some in colour, plus
+// bad files. val/ is collected differently from train/: its garments are inverted (dark on light) and
+// its class frequencies differ, the seed's "dataset bias" case. Returns the number of bad files.
+int WritePhotoFolder(const fs::path& photos) {
+  auto images = hpo::worker::ReadIdx(std::string(kFashionMnist) + "/train-images-idx3-ubyte",
+                                     std::string(kFashionMnist) + "/train-labels-idx1-ubyte");
+  EXPECT_TRUE(images.ok()) << images.status();
+  if (!images.ok()) return 0;
+  const std::map<int, std::string> classes = {{1, "trouser"}, {7, "sneaker"}, {8, "bag"}};
+  const std::map<std::string, int> train_per_class = {{"trouser", 150}, {"sneaker", 150}, {"bag", 150}};
+  const std::map<std::string, int> val_per_class = {{"trouser", 15}, {"sneaker", 15}, {"bag", 60}};
+  std::map<std::string, int> written_train, written_val;
+  int file = 0;
+  for (int64_t i = 0; i < images->count; ++i) {
+    auto c = classes.find(images->labels[i]);
+    if (c == classes.end()) continue;
+    const std::string& name = c->second;
+    const bool to_train = written_train[name] < train_per_class.at(name);
+    if (!to_train && written_val[name] >= val_per_class.at(name)) continue;
+    ++(to_train ? written_train : written_val)[name];
+    const fs::path dir = photos / (to_train ? "train" : "val") / name;
+    fs::create_directories(dir);
+    std::vector<uint8_t> px(images->pixels.begin() + i * 784, images->pixels.begin() + (i + 1) * 784);
+    if (!to_train) {
+      for (uint8_t& p : px) p = static_cast<uint8_t>(255 - p);
+    }
+    int size = 28;
+    if (file % 3 == 1) {  // upscaled to 42x42 (nearest neighbour)
+      size = 42;
+      std::vector<uint8_t> big(42 * 42);
+      for (int y = 0; y < 42; ++y)
+        for (int x = 0; x < 42; ++x) big[y * 42 + x] = px[(y * 2 / 3) * 28 + x * 2 / 3];
+      px = big;
+    }
+    const std::string stem = (dir / ("img_" + std::to_string(file))).string();
+    bool ok = false;
+    if (file % 5 == 2) {  // a colour JPEG, tinted
+      std::vector<uint8_t> rgb;
+      for (uint8_t p : px) rgb.insert(rgb.end(), {p, static_cast<uint8_t>(p * 9 / 10), static_cast<uint8_t>(p * 8 / 10)});
+      ok = hpo::testing::WriteJpeg(stem + ".jpg", size, size, 3, rgb, 92);
+    } else if (file % 2 == 0) {
+      ok = hpo::testing::WriteJpeg(stem + ".jpeg", size, size, 1, px, 92);
+    } else {
+      ok = hpo::testing::WritePng(stem + ".png", size, size, 1, 8, px);
+    }
+    EXPECT_TRUE(ok);
+    ++file;
+    if (written_train == train_per_class && written_val == val_per_class) break;
+  }
+  // Bad files of every kind: each is skipped and counted, none stops the study.
+  auto put = [](const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; };
+  put(photos / "train" / "README.txt", "photos from the shop, 2026\n");
+  put(photos / "train" / "bag" / ".DS_Store", std::string("\0\0\0\1Bud1", 8));
+  put(photos / "train" / "bag" / "notes.txt", "bags: 150\n");
+  put(photos / "train" / "trouser" / "empty.png", "");
+  // A truncated copy of a real JPEG.
+  for (const auto& e : fs::directory_iterator(photos / "train" / "sneaker")) {
+    if (e.path().extension() == ".jpeg") {
+      std::ifstream j(e.path(), std::ios::binary);
+      const std::string bytes((std::istreambuf_iterator<char>(j)), {});
+      put(photos / "train" / "sneaker" / "truncated.jpeg", bytes.substr(0, bytes.size() / 2));
+      break;
+    }
+  }
+  put(photos.parent_path() / "elsewhere.png", "outside the data set");
+  fs::create_symlink(photos.parent_path() / "elsewhere.png", photos / "train" / "trouser" / "link.png");
+  return 6;
+}
+
+TEST_F(EndToEndTest, APhotoFolderStudyFromHpoctlInitNamesClassesAndSeesTheValidationMismatch) {
+  data_root_ = (dir_ / "data").string();
+  const fs::path photos = dir_ / "data" / "photos";
+  const int bad_files = WritePhotoFolder(photos);
+  ASSERT_EQ(bad_files, 6);
+
+  // 1. hpoctl init drafts the spec from the folder and says why.
+  const std::string spec_path = (dir_ / "spec.json").string();
+  CommandResult init = Ctl({"init", photos.string(), "--out=" + spec_path});
+  ASSERT_EQ(init.exit_code, 0) << init.out << init.err;
+  const std::string said = init.out + init.err;
+  EXPECT_NE(said.find("hpoctl create"), std::string::npos) << said;
+  json spec = json::parse(std::ifstream(spec_path));
+  EXPECT_EQ(spec["task"]["dataset"], "photos");
+  EXPECT_EQ(spec["task"]["channels"], 3) << "some images are in colour";
+  EXPECT_FALSE(spec["task"].contains("val_examples")) << "val/ is the validation set as it stands";
+  // Small enough for a test: 3 trials of 3 epochs.
+  spec["max_trials"] = 3;
+  spec["task"]["max_epochs"] = 3;
+  spec["pruner"] = {{"type", "none"}};
+
+  // 2. Two workers run it; the first trial decodes, the others map the cache.
+  StartServer();
+  StartWorker("w1");
+  StartWorker("w2");
+  const int64_t study = Create(spec);
+  CommandResult watch = Ctl({"watch", std::to_string(study)}, seconds(400));
+  ASSERT_EQ(watch.exit_code, 0) << watch.err;
+  json trials = TrialsJson(study);
+  ASSERT_EQ(trials.size(), 3u);
+  std::set<std::string> workers;
+  for (const auto& t : trials) {
+    ASSERT_EQ(t["state"], "COMPLETED") << t.dump();
+    workers.insert(t["worker"].get<std::string>());
+    const json& data = t["data"];
+    EXPECT_EQ(data["format"], "image_folder");
+    EXPECT_EQ(data["class_names"], json({"bag", "sneaker", "trouser"}));
+    EXPECT_EQ(data["skipped_files"], bad_files) << data.dump();
+    EXPECT_EQ(data["train_images"], 450);
+    EXPECT_EQ(data["val_images"], 90);
+    EXPECT_EQ(data["test_images"], 0);
+    EXPECT_FALSE(t["final_metrics"].contains("test_accuracy")) << "there is no test/ folder";
+    ASSERT_EQ(t["val_recall"].size(), 3u);
+  }
+  EXPECT_EQ(workers.size(), 2u);
+  std::string logs;
+  for (const char* w : {"w1.log", "w2.log"}) {
+    std::ifstream in(dir_ / w);
+    logs += std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+  EXPECT_NE(logs.find("from the decoded-image cache"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("train/README.txt: not in a class folder"), std::string::npos) << logs;
+
+  // 3. What the user reads: class names, skipped files, per-class recall, the mismatch.
+  CommandResult text = Ctl({"trials", std::to_string(study)});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("skipped 6 files"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("sneaker "), std::string::npos) << text.out;
+  CommandResult best = Ctl({"best", std::to_string(study)});
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  EXPECT_NE(best.out.find("trouser"), std::string::npos) << best.out;
+  CommandResult diagnose = Ctl({"--json", "diagnose", std::to_string(study)});
+  ASSERT_EQ(diagnose.exit_code, 0) << diagnose.err;
+  json findings = json::parse(diagnose.out);
+  bool mismatch = false;
+  for (const auto& f : findings) {
+    if (f["cause"] != "train/validation mismatch") continue;
+    mismatch = true;
+    const std::string evidence = f["evidence"];
+    EXPECT_NE(evidence.find("bag"), std::string::npos) << evidence;  // 33% of training, 67% of validation
+    EXPECT_NE(evidence.find("mean pixel value"), std::string::npos) << evidence;
+  }
+  EXPECT_TRUE(mismatch) << findings.dump(1);
 }
 
 }  // namespace

@@ -221,6 +221,178 @@ TEST_F(CoordinatorTest, SameSeedGivesTheSameTrialsInAnotherStudy) {
 namespace hpo::server {
 namespace {
 
+DataReport Data(std::vector<std::string> names) {
+  DataReport d;
+  d.format = "image_folder";
+  d.class_names = std::move(names);
+  d.train_images = 90;
+  d.val_images = 30;
+  d.channels = 1;
+  d.height = d.width = 28;
+  d.skipped_files = 1;
+  d.skipped_examples = {"cat/readme.txt: not an image"};
+  return d;
+}
+
+ClassReport Classes(int n) {
+  ClassReport c;
+  for (int a = 0; a < n; ++a) {
+    c.train_count.push_back(30);
+    c.val_count.push_back(10);
+    c.train_recall.push_back(0.9);
+    c.val_recall.push_back(0.8);
+    for (int b = 0; b < n; ++b) c.val_confusion.push_back(a == b ? 8 : a == (b + 1) % n ? 2 : 0);
+  }
+  return c;
+}
+
+TEST_F(CoordinatorTest, StoresTheDataReportWithAMeasurementAndTheClassReportOnCompletion) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  EXPECT_EQ(a.task.val_examples, 0);  // not in the spec: the worker picks the default
+  ASSERT_THAT(c_->Report(a.trial.id, Measurement{1, 0.5, {}, {}}, Data({"cat", "dog"})), IsOk());
+  Reopen();  // stored with the measurement
+  ASSERT_TRUE(c_->GetStudy(1)->trials[0].data.has_value());
+  EXPECT_EQ(c_->GetStudy(1)->trials[0].data->class_names, (std::vector<std::string>{"cat", "dog"}));
+  // A later report's data replaces it; a report without data leaves it.
+  ASSERT_THAT(c_->Report(a.trial.id, Measurement{2, 0.6, {}, {}}, Data({"cat", "dog", "bird"})), IsOk());
+  ASSERT_THAT(Report(a.trial.id, 3, 0.7), IsOk());
+  EXPECT_EQ(c_->GetStudy(1)->trials[0].data->class_names.size(), 3u);
+  auto done = c_->CompleteTrial(a.trial.id, {{"test_accuracy", 0.7}}, Classes(3));
+  ASSERT_THAT(done, IsOk());
+  ASSERT_TRUE(done->classes.has_value());
+  EXPECT_TRUE(*done->classes == Classes(3));
+  Reopen();
+  auto best = c_->BestTrial(1);
+  ASSERT_THAT(best, IsOk());
+  ASSERT_TRUE(best->data.has_value() && best->classes.has_value());
+  EXPECT_TRUE(*best->data == Data({"cat", "dog", "bird"}));
+  EXPECT_TRUE(*best->classes == Classes(3));
+  EXPECT_EQ(best->final_metrics.at("test_accuracy"), 0.7);
+  // A trial completed without classes (or with an empty report) has none.
+  Assignment b = Ask();
+  ASSERT_THAT(Report(b.trial.id, 1, 0.9), IsOk());  // above the median: not pruned
+  EXPECT_FALSE(c_->GetStudy(1)->trials[1].data.has_value());
+  // A resend of the last measurement (a worker retrying after a lost answer) may carry the data.
+  ASSERT_THAT(c_->Report(b.trial.id, Measurement{1, 0.9, {}, {}}, Data({"cat"})), IsOk());
+  EXPECT_EQ(c_->GetStudy(1)->trials[1].measurements.size(), 1u);
+  ASSERT_TRUE(c_->GetStudy(1)->trials[1].data.has_value());
+  ASSERT_THAT(c_->CompleteTrial(b.trial.id, {}, ClassReport{}), IsOk());
+  EXPECT_FALSE(c_->GetStudy(1)->trials[1].classes.has_value());
+  Reopen();
+  EXPECT_EQ(c_->GetStudy(1)->trials[1].data->class_names, std::vector<std::string>{"cat"});
+}
+
+TEST_F(CoordinatorTest, RefusesBadDataReportsAndChangesNothing) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  std::vector<std::string> many(257, "c");
+  for (size_t i = 0; i < many.size(); ++i) many[i] += std::to_string(i);
+  struct Bad {
+    std::string what;
+    DataReport data;
+    const char* message;
+  };
+  std::vector<Bad> cases = {
+      {"257 classes", Data(many), "at most 256 classes"},
+      {"empty name", Data({"cat", ""}), "class_names[1] must be 1 to 256 bytes of UTF-8 without control characters"},
+      {"long name", Data({std::string(257, 'x')}), "class_names[0] must be 1 to 256 bytes"},
+      {"control character", Data({"cat", "d\tog"}), "without control characters"},
+      {"not UTF-8", Data({"caf\xe9"}), "not UTF-8"},
+      {"truncated UTF-8", Data({"caf\xc3"}), "not UTF-8"},
+      {"overlong UTF-8", Data({"\xc0\xaf"}), "not UTF-8"},
+  };
+  DataReport d = Data({"cat"});
+  d.skipped_examples.assign(11, "x: not an image");
+  cases.push_back({"11 examples", d, "11 skipped_examples; send at most 10"});
+  d = Data({"cat"});
+  d.skipped_examples = {std::string(1025, 'x')};
+  cases.push_back({"long example", d, "skipped_examples[0] must be at most 1024 bytes"});
+  d = Data({"cat"});
+  d.train_images = -1;
+  cases.push_back({"negative count", d, "train_images is -1; it must be >= 0"});
+  d = Data({"cat"});
+  d.skipped_files = -3;
+  cases.push_back({"negative skipped", d, "skipped_files is -3"});
+  for (const Bad& c : cases) {
+    EXPECT_THAT(c_->Report(a.trial.id, Measurement{1, 0.5, {}, {}}, c.data),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.message))
+        << c.what;
+  }
+  Trial t = c_->GetStudy(1)->trials[0];
+  EXPECT_TRUE(t.measurements.empty());  // the measurement that came with bad data was not stored
+  EXPECT_FALSE(t.data.has_value());
+  EXPECT_EQ(t.state, TrialState::kRunning);
+  // Longest accepted: 256 names of 256 bytes (multi-byte UTF-8 too), 10 examples of 1024 bytes.
+  std::vector<std::string> widest(256);
+  for (size_t i = 0; i < widest.size(); ++i) {
+    widest[i] = std::to_string(i) + "\u00e9";
+    widest[i] += std::string(256 - widest[i].size(), 'x');
+  }
+  d = Data(widest);
+  d.skipped_examples.assign(10, std::string(1024, 'y'));
+  ASSERT_THAT(c_->Report(a.trial.id, Measurement{1, 0.5, {}, {}}, d), IsOk());
+  EXPECT_EQ(c_->GetStudy(1)->trials[0].data->class_names.size(), 256u);
+}
+
+TEST_F(CoordinatorTest, RefusesBadClassReportsAndChangesNothing) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  ASSERT_THAT(c_->Report(a.trial.id, Measurement{1, 0.5, {}, {}}, Data({"cat", "dog", "bird"})), IsOk());
+  struct Bad {
+    std::string what;
+    ClassReport classes;
+    const char* message;
+  };
+  std::vector<Bad> cases;
+  ClassReport c = Classes(3);
+  c.val_count.pop_back();
+  cases.push_back({"short array", c, "val_count has 2 entries but there are 3 classes"});
+  c = Classes(3);
+  c.val_confusion.pop_back();
+  cases.push_back({"confusion not n x n", c, "val_confusion has 8 entries but there are 3 classes (it must be n x n)"});
+  c = ClassReport{};
+  c.val_confusion = {1, 2, 3};
+  cases.push_back({"confusion alone, not square", c, "val_confusion has 3 entries"});
+  c = Classes(3);
+  c.val_recall[1] = 1.5;
+  cases.push_back({"recall above 1", c, "recalls must be finite, in [0, 1]"});
+  c = Classes(3);
+  c.train_recall[0] = NAN;
+  cases.push_back({"NaN recall", c, "recalls must be finite"});
+  c = Classes(3);
+  c.val_recall[2] = -0.1;
+  cases.push_back({"negative recall", c, "recalls must be finite, in [0, 1]"});
+  c = Classes(3);
+  c.train_count[0] = -5;
+  cases.push_back({"negative count", c, "counts must be >= 0"});
+  c = Classes(3);
+  c.val_confusion[4] = -1;
+  cases.push_back({"negative cell", c, "counts must be >= 0"});
+  cases.push_back({"257 classes", Classes(257), "at most 256"});
+  cases.push_back({"other number of classes than named", Classes(4),
+                   "4 classes, but the trial's data report names 3"});
+  for (const Bad& b : cases) {
+    EXPECT_THAT(c_->CompleteTrial(a.trial.id, {{"test_accuracy", 0.5}}, b.classes),
+                StatusIs(absl::StatusCode::kInvalidArgument, b.message))
+        << b.what;
+  }
+  Trial t = c_->GetStudy(1)->trials[0];
+  EXPECT_EQ(t.state, TrialState::kRunning);  // still running: the worker may complete it properly
+  EXPECT_FALSE(t.classes.has_value());
+  EXPECT_TRUE(t.final_metrics.empty());
+  // Partial reports are fine: any array may be left out.
+  c = Classes(3);
+  c.train_count.clear();
+  c.val_confusion.clear();
+  ASSERT_THAT(c_->CompleteTrial(a.trial.id, {}, c), IsOk());
+  EXPECT_TRUE(*c_->GetStudy(1)->trials[0].classes == c);
+  // Without names, any number of classes up to 256 goes.
+  Assignment b = Ask();
+  ASSERT_THAT(Report(b.trial.id, 1, 0.5), IsOk());
+  ASSERT_THAT(c_->CompleteTrial(b.trial.id, {}, Classes(256)), IsOk());
+}
+
 TEST_F(CoordinatorTest, EnqueuedTrialsGoFirstAndPartialOnesAreCompleted) {
   ASSERT_THAT(c_->CreateStudy(R"({
     "name": "enq", "task": {"type": "external"}, "max_trials": 3,

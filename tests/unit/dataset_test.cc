@@ -1,4 +1,4 @@
-#include "worker/train/dataset.h"
+#include "worker/data/dataset.h"
 
 #include <gtest/gtest.h>
 #include <zlib.h>

@@ -75,10 +75,10 @@ TEST(DiagnosisTest, ClassImbalanceNamesTheWeakClassesAndWhetherWeightingHelped) 
   plain.params = {{"class_weighting", std::string("none")}};
   Trial weighted = Curve(1, {0.78, 0.80}, {0.79, 0.81});
   weighted.params = {{"class_weighting", std::string("inverse")}};
-  for (int c = 0; c < 4; ++c) {
-    plain.final_metrics["val_recall/" + std::to_string(c)] = c == 3 ? 0.10 : 0.90;
-    weighted.final_metrics["val_recall/" + std::to_string(c)] = c == 3 ? 0.60 : 0.85;
-  }
+  plain.classes = ClassReport{};
+  plain.classes->val_recall = {0.90, 0.90, 0.90, 0.10};
+  weighted.classes = ClassReport{};
+  weighted.classes->val_recall = {0.85, 0.85, 0.85, 0.60};
   s.trials = {plain, weighted};
   auto f = CheckClassImbalance(s, plain);
   ASSERT_TRUE(f.has_value());
@@ -86,6 +86,31 @@ TEST(DiagnosisTest, ClassImbalanceNamesTheWeakClassesAndWhetherWeightingHelped) 
   EXPECT_NE(f->evidence.find("with class weighting or balanced sampling the best val_accuracy is 0.800 (trial 1"),
             std::string::npos) << f->evidence;
   EXPECT_FALSE(CheckClassImbalance(s, weighted));  // 0.60 is not below 0.6 x 0.79
+  // Per-class strings in the final metrics are not the contract: only the ClassReport counts.
+  Trial legacy = Curve(2, {0.70, 0.72}, {0.75, 0.76});
+  for (int c = 0; c < 4; ++c) legacy.final_metrics["val_recall/" + std::to_string(c)] = c == 3 ? 0.10 : 0.90;
+  EXPECT_FALSE(CheckClassImbalance(s, legacy));
+}
+
+TEST(DiagnosisTest, ClassImbalanceNamesClassesByTheirNames) {
+  Study s = MakeStudy();
+  s.spec.task.imbalance_classes = {0, 3};
+  s.spec.task.imbalance_keep = 0.05;
+  Trial t = Curve(0, {0.70, 0.72}, {0.75, 0.76});
+  t.data = DataReport{};
+  t.data->class_names = {"T-shirt/top", "trouser", "pullover", "coat"};
+  t.classes = ClassReport{};
+  t.classes->val_recall = {0.30, 0.90, 0.90, 0.90};
+  t.classes->train_count = {50, 1000, 1000, 1000};
+  s.trials = {t};
+  auto f = CheckClassImbalance(s, t);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("class \"T-shirt/top\" recall 0.30 (50 training images), against up to 1000"),
+            std::string::npos) << f->evidence;
+  EXPECT_NE(f->evidence.find("keeps only 5% of classes \"T-shirt/top\", \"coat\""), std::string::npos) << f->evidence;
+  // A weak class that is not a minority in training is not imbalance.
+  t.classes->train_count = {1000, 1000, 1000, 1000};
+  EXPECT_FALSE(CheckClassImbalance(s, t));
 }
 
 TEST(DiagnosisTest, BestValueAtTheEdgeOfItsRange) {
@@ -144,26 +169,66 @@ TEST(DiagnosisTest, PrunedTrialsThatWereAheadOfTheEventualBest) {
 
 TEST(DiagnosisTest, SplitMismatchFromClassFrequenciesOrPixels) {
   Trial t = Curve(0, {0.8}, {0.8});
-  for (int c = 0; c < 4; ++c) {
-    t.final_metrics["train_count/" + std::to_string(c)] = c == 0 ? 10 : 100;
-    t.final_metrics["val_count/" + std::to_string(c)] = 50;
-  }
+  t.classes = ClassReport{};
+  t.classes->train_count = {10, 100, 100, 100};
+  t.classes->val_count = {50, 50, 50, 50};
   auto f = CheckSplitMismatch(t);
   ASSERT_TRUE(f.has_value());
   EXPECT_NE(f->evidence.find("class 0 is 3.2% of training but 25.0% of validation"), std::string::npos) << f->evidence;
-  t.final_metrics["train_count/0"] = 100;
+  t.classes->train_count[0] = 100;
   EXPECT_FALSE(CheckSplitMismatch(t));
   t.final_metrics["train_pixel_mean"] = 0.29;
   t.final_metrics["val_pixel_mean"] = 0.40;
   ASSERT_TRUE(CheckSplitMismatch(t));
   EXPECT_NE(CheckSplitMismatch(t)->evidence.find("mean pixel value 0.290 in training vs 0.400"), std::string::npos);
   t.final_metrics["val_pixel_mean"] = 0.29;
-  t.final_metrics["train_recall/2"] = 0.95;
-  t.final_metrics["val_recall/2"] = 0.40;
-  t.final_metrics["val_recall/1"] = 0.90;
+  t.classes->train_recall = {0.9, 0.9, 0.95, 0.9};
+  t.classes->val_recall = {0.9, 0.9, 0.40, 0.9};
   ASSERT_TRUE(CheckSplitMismatch(t));
   EXPECT_NE(CheckSplitMismatch(t)->evidence.find("class 2 (recall 0.95 in training, 0.40 in validation)"),
             std::string::npos) << CheckSplitMismatch(t)->evidence;
+  t.classes->val_recall[2] = 0.9;
+  EXPECT_FALSE(CheckSplitMismatch(t));
+}
+
+TEST(DiagnosisTest, SplitMismatchNamesTheClassesInvolvedByName) {
+  Trial t = Curve(0, {0.8}, {0.8});
+  t.data = DataReport{};
+  t.data->class_names = {"cat", "dog", "shirt", "car"};
+  t.classes = ClassReport{};
+  t.classes->train_count = {100, 100, 10, 100};
+  t.classes->val_count = {50, 50, 50, 50};
+  t.classes->train_recall = {0.9, 0.97, 0.95, 0.9};
+  t.classes->val_recall = {0.9, 0.42, 0.40, 0.9};
+  auto f = CheckSplitMismatch(t);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("class \"shirt\" is 3.2% of training but 25.0% of validation"), std::string::npos)
+      << f->evidence;
+  EXPECT_NE(f->evidence.find("recall collapses on validation only for class \"dog\" (recall 0.97 in training, 0.42 "
+                             "in validation), class \"shirt\" (recall 0.95 in training, 0.40 in validation)"),
+            std::string::npos) << f->evidence;
+  EXPECT_EQ(f->evidence.find("class 2"), std::string::npos) << f->evidence;  // never by number when named
+  // The same through Diagnose on a study, judging this trial.
+  Study s = MakeStudy();
+  s.trials = {t};
+  bool found = false;
+  for (const Finding& g : Diagnose(s, 0)) found |= g.cause == "train/validation mismatch" && g.evidence == f->evidence;
+  EXPECT_TRUE(found);
+}
+
+TEST(DiagnosisTest, ChanceLevelCountsTheReportedClasses) {
+  // Two classes: chance is 0.5, so trials stuck near 0.5 never left it, whatever their training curve.
+  Study s = MakeStudy();
+  s.trials = {Curve(0, {0.50, 0.52}, {0.5, 0.5}, 0.08), Curve(1, {0.51, 0.50}, {0.5, 0.5}, 0.05),
+              Curve(2, {0.90, 0.95}, {0.9, 0.96}, 0.001), Curve(3, {0.91, 0.94}, {0.9, 0.95}, 0.0005)};
+  EXPECT_FALSE(CheckLearningRate(s));  // chance unknown: taken as 0.1, and 0.52 is far above it
+  for (Trial& t : s.trials) {
+    t.classes = ClassReport{};
+    t.classes->val_recall = {0.5, 0.5};
+  }
+  auto f = CheckLearningRate(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("never left chance level (0.50)"), std::string::npos) << f->evidence;
 }
 
 // Adds a training loss (and optionally the share of non-finite batches) to each epoch of a curve.

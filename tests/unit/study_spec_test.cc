@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "server/pruner/pruner_registry.h"
@@ -126,6 +127,100 @@ TEST(StudySpecTest, RefusesBadStudySettings) {
               StatusIs(absl::StatusCode::kInvalidArgument, "task.dataset"));
   EXPECT_THAT(with("objective", {{"metric", "accuracy"}}),
               StatusIs(absl::StatusCode::kInvalidArgument, "objective.metric \"accuracy\""));
+}
+
+// The quick-start spec with its task changed by `edit`.
+std::string WithTask(const std::function<void(json&)>& edit) {
+  json j = json::parse(QuickSpec());
+  edit(j["task"]);
+  return j.dump();
+}
+
+TEST(StudySpecTest, TaskDefaultsAreLeftToTheWorker) {
+  auto spec = ParseStudySpec(WithTask([](json& t) { t.erase("val_examples"); }));
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->task.val_examples, 0);  // the worker picks: val/, 10000, or 20%
+  EXPECT_EQ(spec->task.image_height, 0);
+  EXPECT_EQ(spec->task.image_width, 0);
+  EXPECT_EQ(spec->task.channels, 0);
+  EXPECT_EQ(spec->task.resize, "");
+  EXPECT_EQ(ParseStudySpec(WithTask([](json& t) { t["val_examples"] = 0; }))->task.val_examples, 0);
+  EXPECT_EQ(ParseStudySpec(WithTask([](json& t) { t["val_examples"] = 1; }))->task.val_examples, 1);
+}
+
+TEST(StudySpecTest, AcceptsImageFolderOptions) {
+  auto spec = ParseStudySpec(WithTask([](json& t) {
+    t["image_size"] = {64, 48};
+    t["channels"] = 3;
+    t["resize"] = "pad";
+  }));
+  ASSERT_THAT(spec, IsOk());
+  EXPECT_EQ(spec->task.image_height, 64);
+  EXPECT_EQ(spec->task.image_width, 48);
+  EXPECT_EQ(spec->task.channels, 3);
+  EXPECT_EQ(spec->task.resize, "pad");
+  for (const char* mode : {"stretch", "crop"}) {
+    EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t["resize"] = mode; })), IsOk()) << mode;
+  }
+  EXPECT_THAT(ParseStudySpec(WithTask([](json& t) { t["image_size"] = {8, 1024}; t["channels"] = 1; })), IsOk());
+}
+
+TEST(StudySpecTest, RefusesBadImageOptionsSayingWhatToWrite) {
+  const struct {
+    const char* key;
+    json value;
+    const char* message;
+  } cases[] = {
+      {"image_size", json::array({64}), "task.image_size must be [height, width] with integers in [8, 1024], not [64]"},
+      {"image_size", {64, 64, 3}, "task.image_size must be [height, width]"},
+      {"image_size", {4, 64}, "integers in [8, 1024], not [4,64]"},
+      {"image_size", {64, 1025}, "integers in [8, 1024]"},
+      {"image_size", {64.5, 64}, "integers in [8, 1024]"},
+      {"image_size", "64x64", "task.image_size must be [height, width]"},
+      {"channels", 2, "task.channels must be 1 (grayscale) or 3 (RGB), not 2"},
+      {"channels", "rgb", "task.channels must be 1 (grayscale) or 3 (RGB)"},
+      {"resize", "zoom", "task.resize must be \"stretch\", \"pad\" or \"crop\", not \"zoom\""},
+      {"resize", 1, "task.resize must be"},
+      {"val_examples", -1, "task.val_examples must be in [1, 10000000], or 0 / omitted for the default"},
+      {"val_examples", 1.5, "task.val_examples must be an integer"},
+      {"image_sizes", {64, 64}, "unknown key \"image_sizes\""},
+  };
+  for (const auto& c : cases) {
+    EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t[c.key] = c.value; })),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.message))
+        << c.key << " = " << c.value.dump();
+  }
+  // Only the cnn task has images.
+  json external = json::parse(QuickSpec());
+  external["task"] = {{"type", "external"}, {"image_size", {32, 32}}};
+  EXPECT_THAT(ParseStudySpec(external.dump()),
+              StatusIs(absl::StatusCode::kInvalidArgument, "unknown key \"image_size\""));
+}
+
+TEST(StudySpecTest, RefusesDatasetNamesThatCouldLeaveTheDataRoot) {
+  const struct {
+    std::string name;
+    const char* message;
+  } cases[] = {
+      {"", "task.dataset must not be empty"},
+      {".", "would be --data_root itself or the folder above it"},
+      {"..", "would be --data_root itself or the folder above it"},
+      {"/usr/share/datasets/fashion-mnist", "is an absolute path"},
+      {"../etc", "contains '/'"},
+      {"fashion-mnist/..", "contains '/'"},
+      {"a/b", "contains '/'"},
+      {"fashion\nmnist", "must not contain control characters"},
+      {std::string("x\0y", 3), "must not contain control characters"},
+      {std::string(256, 'a'), "longer than a directory name may be"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t["dataset"] = c.name; })),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.message))
+        << c.name;
+  }
+  for (const char* ok : {"fashion-mnist", "my..data", ".hidden", "cifar 10"}) {
+    EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t["dataset"] = ok; })), IsOk()) << ok;
+  }
 }
 
 TEST(StudySpecTest, AcceptsEveryParameterKind) {

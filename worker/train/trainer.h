@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/train/dataset.h"
+#include "worker/data/dataset.h"
 
 namespace hpo::worker {
 
