@@ -4,6 +4,7 @@
 # Everything it started is stopped when it ends or is interrupted.
 #   deploy/demo.sh [SPEC [PARAMS]]   (default examples/fmnist-quick.json; PARAMS: a JSON object of
 #                                     parameters queued as the first trial, e.g. a baseline to beat)
+# HPO_DATA_ROOT (default /usr/share/datasets) is the workers' --data_root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPEC=${1:-examples/fmnist-quick.json}
@@ -41,7 +42,7 @@ if [ -n "$BASELINE" ]; then
 fi
 for i in 1 2; do
   "$B"/worker/hpo-worker --coordinator="$ADDR" --threads="$THREADS" --worker_id="worker-$i" \
-    --data_root=/usr/share/datasets >"$RUN/worker-$i.log" 2>&1 &
+    --data_root="${HPO_DATA_ROOT:-/usr/share/datasets}" --cache_dir="$RUN/cache" >"$RUN/worker-$i.log" 2>&1 &
   PIDS+=($!)
 done
 echo "demo: 2 workers with $THREADS LibTorch thread(s) each; watching (Ctrl-C stops everything)"
@@ -51,4 +52,6 @@ echo
 $CTL trials "$STUDY"
 echo
 $CTL best "$STUDY"
+echo
+$CTL diagnose "$STUDY"
 echo "demo: wall time $(( END - START )) s"

@@ -11,7 +11,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   googletest libgtest-dev libgmock-dev
   dataset-fashion-mnist
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-pil
   chromium
 )
 
