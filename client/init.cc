@@ -194,7 +194,7 @@ std::pair<std::string, std::string> ResizeChoice(const worker::DataSetSummary& d
   }
   if (spread <= 1.5) {
     return {"stretch", absl::StrCat("resize stretch: every training image's sides lie within ", d.min_side,
-                                    "..", d.max_side, " px, so no aspect ratio is more than ", Num(spread),
+                                    "..", d.max_side, " px, so no aspect ratio is more than ", absl::StrFormat("%.2f", spread),
                                     "x off and stretching distorts little")};
   }
   return {"stretch",

@@ -1,6 +1,7 @@
 // Image decoding, image folders as data sets, and the decoded-image cache, on
 // JPEG and PNG files written at test time.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -289,6 +290,18 @@ TEST_F(ImageFolderTest, ClearErrorsForFoldersThatAreNoDataSet) {
 
   d = LoadImageFolder((root_ / "missing").string(), {});
   EXPECT_EQ(d.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ImageFolderTest, NonUtf8NamesAndSpecialFilesAreHandled) {
+  // A class folder whose name is Latin-1, not UTF-8: its name is shown with the byte escaped.
+  Fill(root_ / "names", {std::string("caf\xE9"), "tea"}, 2);
+  ASSERT_EQ(::mkfifo((root_ / "names" / "tea" / "pipe.png").c_str(), 0644), 0);  // would block a reader
+  auto d = LoadImageFolder((root_ / "names").string(), {});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->class_names, (std::vector<std::string>{"caf\\xE9", "tea"}));
+  EXPECT_EQ(d->skipped_files, 1);
+  ASSERT_EQ(d->skipped_examples.size(), 1u);
+  EXPECT_EQ(d->skipped_examples[0], "tea/pipe.png: not a regular file");
 }
 
 TEST_F(ImageFolderTest, TheCacheIsReusedUntilTheFolderChanges) {
