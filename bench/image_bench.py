@@ -118,6 +118,7 @@ def main():
     ap.add_argument("--work", default="/tmp/hpo-image-bench")
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "bench", "hpo-image-bench"))
     ap.add_argument("--skip-first-step", action="store_true")
+    ap.add_argument("--cached-runs", type=int, default=5, help="runs from the cache (the median is reported)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "image_bench.json"))
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
@@ -149,15 +150,18 @@ def main():
         write_fmnist_folder(data_root)
         subprocess.run(["rm", "-rf", cache], check=True)
         runs = []
-        for _ in range(2):
+        for _ in range(2 + args.cached_runs - 1):
             out = subprocess.run([args.bench, "--mode=first_step", f"--data_root={data_root}",
                                   "--dataset=fmnist-folder", f"--cache_dir={cache}", "--threads=2",
                                   "--val=10000"], check=True, capture_output=True, text=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        result["first_step"] = {"first_trial": runs[0], "second_trial": runs[1]}
-        print(f"60,000 28x28 PNGs, time to the first training step: first trial {runs[0]['seconds_to_first_step']:.2f} s "
-              f"(decodes, writes the cache), second trial {runs[1]['seconds_to_first_step']:.2f} s "
-              f"(from the cache: {runs[1]['from_cache']}, data loaded after {runs[1]['seconds_to_loaded']:.2f} s)")
+        # The median of the cached runs (the machine is shared: single runs vary by ~0.1 s).
+        cached = sorted(runs[1:], key=lambda r: r["trial_seconds_to_first_step"])
+        runs = [runs[0], cached[len(cached) // 2]]
+        result["first_step"] = {"first_trial": runs[0], "second_trial": runs[1], "cached_runs": cached}
+        print(f"60,000 28x28 PNGs, time to the first training step: first trial {runs[0]['trial_seconds_to_first_step']:.2f} s "
+              f"(decodes, writes the cache), second trial {runs[1]['trial_seconds_to_first_step']:.2f} s from the trial's start "
+              f"(from the cache: {runs[1]['from_cache']}), {runs[1]['seconds_to_first_step']:.2f} s from a new process's start")
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
 

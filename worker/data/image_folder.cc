@@ -1,12 +1,16 @@
 #include "worker/data/image_folder.h"
 
+#include <dirent.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <tuple>
 #include <atomic>
@@ -39,10 +43,23 @@ bool IsWithin(const fs::path& canonical_root, const fs::path& canonical) {
   return true;
 }
 
+// Runs fn(i) for i in [0, n) on `threads` threads.
+void ParallelFor(int64_t n, int threads, const std::function<void(int64_t)>& fn) {
+  threads = static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, n)));
+  std::atomic<int64_t> next{0};
+  auto body = [&] {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(body);
+  body();
+  for (std::thread& t : pool) t.join();
+}
+
 class Scanner {
  public:
-  Scanner(fs::path root, fs::path canonical_root, FolderLayout* out)
-      : root_(std::move(root)), canonical_root_(std::move(canonical_root)), out_(out) {}
+  Scanner(fs::path root, fs::path canonical_root, int threads, FolderLayout* out)
+      : root_(std::move(root)), canonical_root_(std::move(canonical_root)), threads_(threads), out_(out) {}
 
   void Skip(const fs::path& p, const std::string& why) {
     const std::string rel = DisplayName(p.lexically_relative(root_).string());
@@ -80,76 +97,86 @@ class Scanner {
     return classes;
   }
 
-  // Every regular file under `dir` (recursively), as candidates with `label`.
+  // Every regular file under `dir` (recursively), as candidates with `label`. POSIX calls, one
+  // fstatat per entry: a 60,000-file folder is listed in a fraction of what std::filesystem needs
+  // (it stats each file once for the size and again for the time), and every trial lists it.
   void Files(const fs::path& dir, int label, int depth, std::vector<ImageFile>* files) {
-    std::error_code ec;
-    fs::directory_iterator it(dir, ec), end;
-    if (ec) {
-      Skip(dir, absl::StrCat("cannot read folder: ", ec.message()));
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) {
+      Skip(dir, absl::StrCat("cannot read folder: ", std::strerror(errno)));
       return;
     }
-    std::vector<fs::directory_entry> entries;
-    for (; it != end; it.increment(ec)) {
-      if (ec) break;
-      entries.push_back(*it);
+    std::vector<std::string> names;
+    errno = 0;
+    while (const dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.emplace_back(e->d_name);
     }
-    if (ec) Skip(dir, absl::StrCat("cannot list folder: ", ec.message()));
-    std::sort(entries.begin(), entries.end(),
-              [](const fs::directory_entry& a, const fs::directory_entry& b) { return a.path() < b.path(); });
-    for (const fs::directory_entry& e : entries) {
-      const fs::path& p = e.path();
-      if (Hidden(p)) {
-        if (!e.is_directory(ec)) Skip(p, "hidden file");
+    if (errno != 0) Skip(dir, absl::StrCat("cannot list folder: ", std::strerror(errno)));
+    std::sort(names.begin(), names.end());
+    const int dfd = ::dirfd(d);
+    // The stat calls are most of the time on a large folder: spread them over the threads.
+    std::vector<struct stat> stats(names.size());
+    std::vector<int> errors(names.size());
+    ParallelFor(static_cast<int64_t>(names.size()), names.size() >= 512 ? threads_ : 1, [&](int64_t i) {
+      if (::fstatat(dfd, names[i].c_str(), &stats[i], AT_SYMLINK_NOFOLLOW) != 0) errors[i] = errno;
+    });
+    const std::string prefix = dir.string() + "/";
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string& name = names[i];
+      const std::string path = prefix + name;
+      struct stat& st = stats[i];
+      if (errors[i] != 0) {
+        Skip(path, absl::StrCat("cannot read: ", std::strerror(errors[i])));
         continue;
       }
-      if (e.is_symlink(ec)) {
-        const fs::path target = fs::canonical(p, ec);
-        if (ec) {
-          Skip(p, "broken symbolic link");
+      if (name[0] == '.') {
+        if (!S_ISDIR(st.st_mode)) Skip(path, "hidden file");
+        continue;
+      }
+      if (S_ISLNK(st.st_mode)) {
+        std::error_code ec;
+        const fs::path target = fs::canonical(path, ec);
+        if (ec || ::stat(path.c_str(), &st) != 0) {
+          Skip(path, "broken symbolic link");
           continue;
         }
         if (!IsWithin(canonical_root_, target)) {
-          Skip(p, "symbolic link out of the data set");
+          Skip(path, "symbolic link out of the data set");
           continue;
         }
-        if (fs::is_directory(target, ec)) {
-          Skip(p, "symbolic link to a folder (not followed)");
+        if (S_ISDIR(st.st_mode)) {
+          Skip(path, "symbolic link to a folder (not followed)");
           continue;
         }
       }
-      if (e.is_directory(ec)) {
+      if (S_ISDIR(st.st_mode)) {
         if (depth >= kMaxDepth) {
-          Skip(p, "folders nested too deep");
+          Skip(path, "folders nested too deep");
         } else {
-          Files(p, label, depth + 1, files);
+          Files(path, label, depth + 1, files);
         }
         continue;
       }
-      if (!e.is_regular_file(ec)) {
-        Skip(p, "not a regular file");
+      if (!S_ISREG(st.st_mode)) {
+        Skip(path, "not a regular file");
         continue;
       }
-      const auto size = e.file_size(ec);
-      if (ec) {
-        Skip(p, absl::StrCat("cannot read: ", ec.message()));
+      if (st.st_size == 0) {
+        Skip(path, "empty file");
         continue;
       }
-      if (size == 0) {
-        Skip(p, "empty file");
+      if (st.st_size > kMaxImageFileBytes) {
+        Skip(path, absl::StrCat("larger than ", kMaxImageFileBytes, " bytes"));
         continue;
       }
-      if (static_cast<int64_t>(size) > kMaxImageFileBytes) {
-        Skip(p, absl::StrCat("larger than ", kMaxImageFileBytes, " bytes"));
-        continue;
-      }
-      const auto mtime = e.last_write_time(ec);
       ImageFile f;
-      f.path = p.string();
+      f.path = path;
       f.label = label;
-      f.size = static_cast<int64_t>(size);
-      f.mtime_ns = ec ? 0 : std::chrono::duration_cast<std::chrono::nanoseconds>(mtime.time_since_epoch()).count();
+      f.size = static_cast<int64_t>(st.st_size);
+      f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
       files->push_back(std::move(f));
     }
+    ::closedir(d);
   }
 
   // Files of the split folder `dir` whose class folders must be among `classes`.
@@ -170,21 +197,9 @@ class Scanner {
 
  private:
   fs::path root_, canonical_root_;
+  int threads_;
   FolderLayout* out_;
 };
-
-// Runs fn(i) for i in [0, n) on `threads` threads.
-void ParallelFor(int64_t n, int threads, const std::function<void(int64_t)>& fn) {
-  threads = static_cast<int>(std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, n)));
-  std::atomic<int64_t> next{0};
-  auto body = [&] {
-    for (int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(body);
-  body();
-  for (std::thread& t : pool) t.join();
-}
 
 struct Probe {
   int height = 0, width = 0;
@@ -368,7 +383,7 @@ bool IsImageFolder(const std::string& dir) {
   return false;
 }
 
-absl::StatusOr<FolderLayout> ScanImageFolder(const std::string& dir) {
+absl::StatusOr<FolderLayout> ScanImageFolder(const std::string& dir, int threads) {
   std::error_code ec;
   const fs::path root(dir);
   if (!fs::is_directory(root, ec)) {
@@ -378,7 +393,7 @@ absl::StatusOr<FolderLayout> ScanImageFolder(const std::string& dir) {
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot resolve ", DisplayName(dir), ": ", ec.message()));
   FolderLayout out;
   out.root = dir;
-  Scanner scan(root, canonical_root, &out);
+  Scanner scan(root, canonical_root, threads, &out);
   const bool split_layout = fs::is_directory(root / "train", ec);
   const fs::path train_dir = split_layout ? root / "train" : root;
   auto classes = scan.ClassFolders(train_dir);
@@ -411,7 +426,7 @@ absl::StatusOr<ImageFolderData> LoadImageFolder(const std::string& dir, const Im
       options.width < 0 || options.height > 4096 || options.width > 4096) {
     return absl::InvalidArgumentError("image options: channels must be 1 or 3 and image_size within [8, 4096]");
   }
-  auto layout = ScanImageFolder(dir);
+  auto layout = ScanImageFolder(dir, options.threads);
   if (!layout.ok()) return layout.status();
   std::string cache_path;
   std::unique_ptr<FileLock> lock;

@@ -47,7 +47,8 @@ bool IsImageFolder(const std::string& dir);
 // message names the folder) with fewer than two classes, when val/ or test/
 // have a class that train/ lacks, or when the root cannot be read. Hidden
 // files (.DS_Store) and files outside class folders are counted as skipped.
-[[nodiscard]] absl::StatusOr<FolderLayout> ScanImageFolder(const std::string& dir);
+// `threads` share the stat calls of large folders.
+[[nodiscard]] absl::StatusOr<FolderLayout> ScanImageFolder(const std::string& dir, int threads = 1);
 
 struct ImageFolderOptions {
   int height = 0, width = 0;  // 0: picked from the data (DefaultImageSize)
