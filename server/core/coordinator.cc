@@ -338,6 +338,12 @@ absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, st
     if (resend && t->state == TrialState::kPruned) return Decision{Action::kPrune, t->reason};
     return absl::FailedPreconditionError(NotRunningMessage(*t));
   }
+  // The task's last step (max_steps of an external task, max_epochs of a cnn; 0: no limit).
+  if (const int max = e->spec.task.max_epochs; max > 0 && m.step > max) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step ", m.step, " is beyond the task's ", e->spec.task.type == "external" ? "max_steps" : "max_epochs",
+        " (", max, ") for ", TrialName(*t)));
+  }
   leases_[t->id] = clock_->Now() + options_.lease_timeout;
   if (resend) {
     // The first send was stored with whatever data it carried; store a resend's only if it differs.

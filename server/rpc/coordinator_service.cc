@@ -2,14 +2,33 @@
 
 #include <spdlog/spdlog.h>
 
+#include <exception>
+#include <limits>
 #include <map>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "proto/common/grpc_status.h"
+#include "proto/common/json_limits.h"
+#include "proto/common/status_macros.h"
 #include "server/rpc/proto_convert.h"
 
 namespace hpo::server {
 namespace {
+
+// Documented limits on what clients send (README "Limits"); each refusal is INVALID_ARGUMENT
+// with the limit in the message. Everything here is stored, logged or sent back to every
+// reader, so nothing may be as large as the 4 MiB a request can be.
+constexpr size_t kMaxWorkerIdBytes = 256;
+constexpr size_t kMaxTaskTypes = 16;
+constexpr size_t kMaxTaskTypeBytes = 64;
+constexpr size_t kMaxReasonBytes = 4096;  // longer reasons are cut, with a note, not refused
+constexpr size_t kMaxMetrics = 64;        // per measurement, and final metrics per trial
+constexpr size_t kMaxMetricNameBytes = 128;
+constexpr size_t kMaxParamsJsonBytes = 64 << 10;
+constexpr size_t kMaxParamStringBytes = 1024;  // a string value in EnqueueTrial's params_json
+// How much of a reason a log line carries.
+constexpr size_t kLoggedReasonBytes = 200;
 
 grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& status) {
   auto* reactor = ctx->DefaultReactor();
@@ -17,37 +36,99 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
   return reactor;
 }
 
+// Runs a handler's body. An exception that escapes a callback handler would otherwise reach
+// the client as UNIMPLEMENTED with no message (unary) or terminate the server (stream).
+template <typename Body>
+absl::Status Guarded(const char* rpc, Body&& body) {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: uncaught exception: {}", rpc, ClientTextPrefix(e.what(), 300));
+    return absl::InternalError(absl::StrCat(rpc, " failed inside the coordinator: ",
+                                            ClientTextPrefix(e.what(), 300)));
+  } catch (...) {
+    spdlog::error("{}: uncaught exception of unknown type", rpc);
+    return absl::InternalError(absl::StrCat(rpc, " failed inside the coordinator (unknown exception)"));
+  }
+}
+
+absl::Status CheckLength(const std::string& s, size_t max_bytes, const char* what) {
+  if (s.size() <= max_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " is ", s.size(), " bytes; at most ", max_bytes, " bytes are accepted"));
+}
+
+absl::Status CheckWorkerId(const std::string& worker_id) {
+  return CheckLength(worker_id, kMaxWorkerIdBytes, "worker_id");
+}
+
+// `what` is "measurement metrics" or "final_metrics".
+absl::Status CheckMetrics(const google::protobuf::Map<std::string, double>& metrics, const char* what) {
+  if (metrics.size() > kMaxMetrics) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", metrics.size(), " metrics; at most ", kMaxMetrics, " metrics are accepted"));
+  }
+  for (const auto& [name, value] : metrics) {
+    if (name.size() > kMaxMetricNameBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": the metric name \"", ClientTextPrefix(name),
+                                                     "\" is longer than ", kMaxMetricNameBytes, " bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A failure reason is kept even when too long (the worker is failing anyway): cut at a UTF-8
+// character boundary, so that it still serializes, with a note of the original size.
+std::string TruncateReason(const std::string& reason) {
+  if (reason.size() <= kMaxReasonBytes) return reason;
+  size_t cut = kMaxReasonBytes;
+  while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat(reason.substr(0, cut), " ... [truncated: ", reason.size(), " bytes]");
+}
+
+// EnqueueTrial's JSON, checked here before the coordinator parses it: bounded size and depth,
+// and only scalar values (no parameter takes an array or object) with short strings, so that
+// nothing the coordinator quotes back can be large or deep.
+absl::Status CheckParamsJson(const std::string& params_json) {
+  ASSIGN_OR_RETURN(const nlohmann::json j, ParseClientJson(params_json, kMaxParamsJsonBytes, "params_json"));
+  if (!j.is_object()) return absl::OkStatus();  // the coordinator says what it must be
+  for (const auto& [name, v] : j.items()) {
+    if (v.is_array() || v.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat("parameter \"", ClientTextPrefix(name),
+                                                     "\": a value must be a number, string or boolean"));
+    }
+    if (v.is_string() && v.get_ref<const std::string&>().size() > kMaxParamStringBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("parameter \"", ClientTextPrefix(name), "\": a string value ",
+                                                     "may be at most ", kMaxParamStringBytes, " bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // One trial's measurement stream: read a report, decide, write the decision,
 // read the next. Only one operation is ever in flight, so no locking is needed.
 class ReportReactor final
     : public grpc::ServerBidiReactor<hpo::v1::ProgressReport, hpo::v1::ProgressDecision> {
  public:
-  explicit ReportReactor(Coordinator* c) : c_(c) { StartRead(&report_); }
+  explicit ReportReactor(Coordinator* c) : c_(c) { NextRead(); }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the worker closed its side, or the call was cancelled
-      Finish(grpc::Status::OK);
+    if (!ok) {
+      // gRPC says only "no message" both when the worker closed its side and when a message
+      // arrived that is not a ProgressReport. Parsing clears the message first, so a cleared
+      // marker tells the second case, which must not end with OK as if nothing happened.
+      if (report_.trial_id() != kUnread) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "a message on the measurement stream is not a ProgressReport"));
+      } else {
+        Finish(grpc::Status::OK);
+      }
       return;
     }
-    std::optional<DataReport> data;
-    if (report_.has_data()) data = FromProto(report_.data());
-    auto d = c_->Report(report_.trial_id(), FromProto(report_.measurement()), std::move(data));
-    if (!d.ok()) {
-      Finish(ToGrpcStatus(d.status()));
+    absl::Status s = Guarded("ReportProgress", [&] { return Decide(); });
+    if (!s.ok()) {
+      Finish(ToGrpcStatus(s));
       return;
-    }
-    decision_.Clear();
-    decision_.set_step(report_.measurement().step());
-    switch (d->action) {
-      case Action::kContinue: decision_.set_action(hpo::v1::ProgressDecision::CONTINUE); break;
-      case Action::kPrune: decision_.set_action(hpo::v1::ProgressDecision::PRUNE); break;
-      case Action::kStop: decision_.set_action(hpo::v1::ProgressDecision::STOP); break;
-    }
-    decision_.set_reason(d->reason);
-    finish_after_write_ = d->action != Action::kContinue;
-    if (finish_after_write_) {
-      spdlog::info("trial id {} pruned at step {}: {}", report_.trial_id(),
-                   report_.measurement().step(), d->reason);
     }
     StartWrite(&decision_);
   }
@@ -58,13 +139,49 @@ class ReportReactor final
     } else if (finish_after_write_) {
       Finish(grpc::Status::OK);
     } else {
-      StartRead(&report_);
+      NextRead();
     }
   }
 
   void OnDone() override { delete this; }
 
  private:
+  // No real trial has this id (ids are positive).
+  static constexpr int64_t kUnread = std::numeric_limits<int64_t>::min();
+
+  void NextRead() {
+    report_.Clear();
+    report_.set_trial_id(kUnread);
+    StartRead(&report_);
+  }
+
+  // Stores report_ and fills decision_.
+  absl::Status Decide() {
+    // Without one, proto3 reads step 0 and value 0, which would be stored as a real measurement.
+    if (!report_.has_measurement()) {
+      return absl::InvalidArgumentError(absl::StrCat("the report for trial id ", report_.trial_id(),
+                                                     " has no measurement (step and value)"));
+    }
+    RETURN_IF_ERROR(CheckMetrics(report_.measurement().metrics(), "measurement metrics"));
+    std::optional<DataReport> data;
+    if (report_.has_data()) data = FromProto(report_.data());
+    ASSIGN_OR_RETURN(Decision d, c_->Report(report_.trial_id(), FromProto(report_.measurement()), std::move(data)));
+    decision_.Clear();
+    decision_.set_step(report_.measurement().step());
+    switch (d.action) {
+      case Action::kContinue: decision_.set_action(hpo::v1::ProgressDecision::CONTINUE); break;
+      case Action::kPrune: decision_.set_action(hpo::v1::ProgressDecision::PRUNE); break;
+      case Action::kStop: decision_.set_action(hpo::v1::ProgressDecision::STOP); break;
+    }
+    decision_.set_reason(d.reason);
+    finish_after_write_ = d.action != Action::kContinue;
+    if (finish_after_write_) {
+      spdlog::info("trial id {} pruned at step {}: {}", report_.trial_id(), report_.measurement().step(),
+                   d.reason);
+    }
+    return absl::OkStatus();
+  }
+
   Coordinator* c_;
   hpo::v1::ProgressReport report_;
   hpo::v1::ProgressDecision decision_;
@@ -73,103 +190,130 @@ class ReportReactor final
 
 }  // namespace
 
+void ConfigureServerBuilder(grpc::ServerBuilder* builder) {
+  builder->SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  builder->SetMaxSendMessageSize(kMaxSendMessageBytes);
+}
+
 grpc::ServerUnaryReactor* CoordinatorService::CreateStudy(grpc::CallbackServerContext* ctx,
                                                           const hpo::v1::CreateStudyRequest* req,
                                                           hpo::v1::CreateStudyResponse* resp) {
-  auto s = c_->CreateStudy(req->spec_json());
-  if (s.ok()) {
-    ToProto(*s, resp->mutable_study());
-    spdlog::info("created study {} \"{}\"", s->id, s->spec.name);
-  }
-  return Done(ctx, s.status());
+  return Done(ctx, Guarded("CreateStudy", [&] {
+    auto s = c_->CreateStudy(req->spec_json());
+    if (s.ok()) {
+      ToProto(*s, resp->mutable_study());
+      spdlog::info("created study {} \"{}\"", s->id, ClientTextPrefix(s->spec.name));
+    }
+    return s.status();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::GetStudy(grpc::CallbackServerContext* ctx,
                                                        const hpo::v1::GetStudyRequest* req,
                                                        hpo::v1::GetStudyResponse* resp) {
-  auto s = c_->GetStudy(req->study_id());
-  if (s.ok()) ToProto(*s, resp->mutable_study());
-  return Done(ctx, s.status());
+  return Done(ctx, Guarded("GetStudy", [&] {
+    auto s = c_->GetStudy(req->study_id());
+    if (s.ok()) ToProto(*s, resp->mutable_study());
+    return s.status();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ListStudies(grpc::CallbackServerContext* ctx,
                                                           const hpo::v1::ListStudiesRequest*,
                                                           hpo::v1::ListStudiesResponse* resp) {
-  for (const Study& s : c_->ListStudies()) ToProto(s, resp->add_studies());
-  return Done(ctx, absl::OkStatus());
+  return Done(ctx, Guarded("ListStudies", [&] {
+    for (const Study& s : c_->ListStudies()) ToProto(s, resp->add_studies());
+    return absl::OkStatus();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::StopStudy(grpc::CallbackServerContext* ctx,
                                                         const hpo::v1::StopStudyRequest* req,
                                                         hpo::v1::StopStudyResponse* resp) {
-  auto s = c_->StopStudy(req->study_id());
-  if (s.ok()) ToProto(*s, resp->mutable_study());
-  return Done(ctx, s.status());
+  return Done(ctx, Guarded("StopStudy", [&] {
+    auto s = c_->StopStudy(req->study_id());
+    if (s.ok()) ToProto(*s, resp->mutable_study());
+    return s.status();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ListTrials(grpc::CallbackServerContext* ctx,
                                                          const hpo::v1::ListTrialsRequest* req,
                                                          hpo::v1::ListTrialsResponse* resp) {
-  auto s = c_->GetStudy(req->study_id());
-  if (s.ok()) {
-    for (const Trial& t : s->trials) ToProto(t, resp->add_trials());
-  }
-  return Done(ctx, s.status());
+  return Done(ctx, Guarded("ListTrials", [&] {
+    auto s = c_->GetStudy(req->study_id());
+    if (s.ok()) {
+      for (const Trial& t : s->trials) ToProto(t, resp->add_trials());
+    }
+    return s.status();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::GetBestTrial(grpc::CallbackServerContext* ctx,
                                                            const hpo::v1::GetBestTrialRequest* req,
                                                            hpo::v1::GetBestTrialResponse* resp) {
-  auto t = c_->BestTrial(req->study_id());
-  if (t.ok()) ToProto(*t, resp->mutable_trial());
-  return Done(ctx, t.status());
+  return Done(ctx, Guarded("GetBestTrial", [&] {
+    auto t = c_->BestTrial(req->study_id());
+    if (t.ok()) ToProto(*t, resp->mutable_trial());
+    return t.status();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::DiagnoseStudy(grpc::CallbackServerContext* ctx,
                                                             const hpo::v1::DiagnoseStudyRequest* req,
                                                             hpo::v1::DiagnoseStudyResponse* resp) {
-  auto findings = c_->Diagnose(req->study_id(), req->has_trial() ? req->trial() : -1);
-  if (findings.ok()) {
-    for (const Finding& f : *findings) {
-      auto* pf = resp->add_findings();
-      pf->set_cause(f.cause);
-      pf->set_evidence(f.evidence);
-      pf->set_suggestion(f.suggestion);
-      for (const auto& [k, v] : f.figures) (*pf->mutable_figures())[k] = v;
+  return Done(ctx, Guarded("DiagnoseStudy", [&] {
+    auto findings = c_->Diagnose(req->study_id(), req->has_trial() ? req->trial() : -1);
+    if (findings.ok()) {
+      for (const Finding& f : *findings) {
+        auto* pf = resp->add_findings();
+        pf->set_cause(f.cause);
+        pf->set_evidence(f.evidence);
+        pf->set_suggestion(f.suggestion);
+        for (const auto& [k, v] : f.figures) (*pf->mutable_figures())[k] = v;
+      }
     }
-  }
-  return Done(ctx, findings.status());
+    return findings.status();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::EnqueueTrial(grpc::CallbackServerContext* ctx,
                                                            const hpo::v1::EnqueueTrialRequest* req,
                                                            hpo::v1::EnqueueTrialResponse* resp) {
-  auto t = c_->EnqueueTrial(req->study_id(), req->params_json());
-  if (t.ok()) ToProto(*t, resp->mutable_trial());
-  return Done(ctx, t.status());
+  return Done(ctx, Guarded("EnqueueTrial", [&]() -> absl::Status {
+    RETURN_IF_ERROR(CheckParamsJson(req->params_json()));
+    auto t = c_->EnqueueTrial(req->study_id(), req->params_json());
+    if (t.ok()) ToProto(*t, resp->mutable_trial());
+    return t.status();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::AskTrial(grpc::CallbackServerContext* ctx,
                                                        const hpo::v1::AskTrialRequest* req,
                                                        hpo::v1::AskTrialResponse* resp) {
-  if (req->worker_id().empty()) {
-    return Done(ctx, absl::InvalidArgumentError("worker_id must be set (e.g. host:pid)"));
-  }
-  std::vector<std::string> types(req->task_types().begin(), req->task_types().end());
-  auto a = c_->AskTrial(req->worker_id(), types, req->study_id());
-  if (!a.ok()) return Done(ctx, a.status());
-  resp->set_heartbeat_interval_ms(
-      static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().heartbeat_interval)));
-  resp->set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().idle_retry)));
-  if (a->has_value()) {
-    resp->set_assigned(true);
-    ToProto((*a)->trial, resp->mutable_trial());
-    ToProto((*a)->task, resp->mutable_task());
-    resp->set_metric((*a)->metric);
-    spdlog::info("trial {} of study {} (id {}) -> worker {}", (*a)->trial.number,
-                 (*a)->trial.study_id, (*a)->trial.id, req->worker_id());
-  }
-  return Done(ctx, absl::OkStatus());
+  return Done(ctx, Guarded("AskTrial", [&]() -> absl::Status {
+    if (req->worker_id().empty()) return absl::InvalidArgumentError("worker_id must be set (e.g. host:pid)");
+    RETURN_IF_ERROR(CheckWorkerId(req->worker_id()));
+    if (static_cast<size_t>(req->task_types_size()) > kMaxTaskTypes) {
+      return absl::InvalidArgumentError(absl::StrCat("task_types: ", req->task_types_size(),
+                                                     " types; at most ", kMaxTaskTypes, " are accepted"));
+    }
+    for (const std::string& type : req->task_types()) RETURN_IF_ERROR(CheckLength(type, kMaxTaskTypeBytes, "a task type"));
+    std::vector<std::string> types(req->task_types().begin(), req->task_types().end());
+    ASSIGN_OR_RETURN(std::optional<Assignment> a, c_->AskTrial(req->worker_id(), types, req->study_id()));
+    resp->set_heartbeat_interval_ms(
+        static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().heartbeat_interval)));
+    resp->set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().idle_retry)));
+    if (a.has_value()) {
+      resp->set_assigned(true);
+      ToProto(a->trial, resp->mutable_trial());
+      ToProto(a->task, resp->mutable_task());
+      resp->set_metric(a->metric);
+      spdlog::info("trial {} of study {} (id {}) -> worker {}", a->trial.number, a->trial.study_id, a->trial.id,
+                   ClientTextPrefix(req->worker_id()));
+    }
+    return absl::OkStatus();
+  }));
 }
 
 grpc::ServerBidiReactor<hpo::v1::ProgressReport, hpo::v1::ProgressDecision>*
@@ -180,38 +324,40 @@ CoordinatorService::ReportProgress(grpc::CallbackServerContext*) {
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const hpo::v1::HeartbeatRequest* req,
                                                         hpo::v1::HeartbeatResponse* resp) {
-  auto h = c_->Heartbeat(req->trial_id(), req->worker_id());
-  if (h.ok()) {
-    resp->set_keep_running(h->keep_running);
-    resp->set_reason(h->reason);
-  }
-  return Done(ctx, h.status());
+  return Done(ctx, Guarded("Heartbeat", [&]() -> absl::Status {
+    RETURN_IF_ERROR(CheckWorkerId(req->worker_id()));
+    ASSIGN_OR_RETURN(HeartbeatResult h, c_->Heartbeat(req->trial_id(), req->worker_id()));
+    resp->set_keep_running(h.keep_running);
+    resp->set_reason(h.reason);
+    return absl::OkStatus();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::CompleteTrial(grpc::CallbackServerContext* ctx,
                                                             const hpo::v1::CompleteTrialRequest* req,
                                                             hpo::v1::CompleteTrialResponse* resp) {
-  std::map<std::string, double> metrics(req->final_metrics().begin(), req->final_metrics().end());
-  std::optional<ClassReport> classes;
-  if (req->has_classes()) classes = FromProto(req->classes());
-  auto t = c_->CompleteTrial(req->trial_id(), std::move(metrics), std::move(classes));
-  if (t.ok()) {
-    ToProto(*t, resp->mutable_trial());
-    spdlog::info("trial {} of study {} completed: value {}", t->number, t->study_id,
-                 t->value.value_or(0));
-  }
-  return Done(ctx, t.status());
+  return Done(ctx, Guarded("CompleteTrial", [&]() -> absl::Status {
+    RETURN_IF_ERROR(CheckMetrics(req->final_metrics(), "final_metrics"));
+    std::map<std::string, double> metrics(req->final_metrics().begin(), req->final_metrics().end());
+    std::optional<ClassReport> classes;
+    if (req->has_classes()) classes = FromProto(req->classes());
+    ASSIGN_OR_RETURN(Trial t, c_->CompleteTrial(req->trial_id(), std::move(metrics), std::move(classes)));
+    ToProto(t, resp->mutable_trial());
+    spdlog::info("trial {} of study {} completed: value {}", t.number, t.study_id, t.value.value_or(0));
+    return absl::OkStatus();
+  }));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::FailTrial(grpc::CallbackServerContext* ctx,
                                                         const hpo::v1::FailTrialRequest* req,
                                                         hpo::v1::FailTrialResponse* resp) {
-  auto t = c_->FailTrial(req->trial_id(), req->reason(), req->retry());
-  if (t.ok()) {
-    ToProto(*t, resp->mutable_trial());
-    spdlog::warn("trial {} of study {} failed: {}", t->number, t->study_id, t->reason);
-  }
-  return Done(ctx, t.status());
+  return Done(ctx, Guarded("FailTrial", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Trial t, c_->FailTrial(req->trial_id(), TruncateReason(req->reason()), req->retry()));
+    ToProto(t, resp->mutable_trial());
+    spdlog::warn("trial {} of study {} failed: {}", t.number, t.study_id,
+                 ClientTextPrefix(t.reason, kLoggedReasonBytes));
+    return absl::OkStatus();
+  }));
 }
 
 }  // namespace hpo::server

@@ -1,10 +1,21 @@
 // gRPC handlers: proto -> core call -> Status. No SQL, no algorithm logic.
 #pragma once
 
+#include <grpcpp/server_builder.h>
+
 #include "hpo/v1/coordinator.grpc.pb.h"
 #include "server/core/coordinator.h"
 
 namespace hpo::server {
+
+// The largest gRPC message the server accepts (a spec may be 1 MiB; a worker's largest report,
+// 256 classes of figures, is far below) and sends (ListTrials of a large study). Both documented
+// in README "Limits"; gRPC refuses larger ones with RESOURCE_EXHAUSTED.
+inline constexpr int kMaxReceiveMessageBytes = 4 << 20;
+inline constexpr int kMaxSendMessageBytes = 16 << 20;
+
+// Applies the limits above to a server that serves CoordinatorService.
+void ConfigureServerBuilder(grpc::ServerBuilder* builder);
 
 class CoordinatorService final : public hpo::v1::Coordinator::CallbackService {
  public:

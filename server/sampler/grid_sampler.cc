@@ -13,6 +13,15 @@ namespace {
 
 constexpr size_t kMaxPoints = 1'000'000;
 
+// How many values `p` has, counted in double so that no range can overflow it (2^40 ints, or a
+// float with step 1e-12, have far more than kMaxPoints, and must be refused before Values
+// builds them).
+double ValueCount(const ParamSpec& p) {
+  if (p.type == ParamType::kCategorical) return static_cast<double>(p.choices.size());
+  return std::round((p.high - p.low) / (p.step ? *p.step : 1.0)) + 1;
+}
+
+// Every value of `p`; only called once ValueCount(p) <= kMaxPoints.
 std::vector<ParamValue> Values(const ParamSpec& p) {
   std::vector<ParamValue> out;
   if (p.type == ParamType::kCategorical) return p.choices;
@@ -65,7 +74,26 @@ absl::StatusOr<std::unique_ptr<Sampler>> NewGridSampler(const StudySpec& spec) {
                                                      p.name, "\": use a categorical list of values"));
     }
   }
-  // Depth-first over the parameters in order; inactive ones are left out.
+  for (const ParamSpec& p : spec.params) {
+    const double n = ValueCount(p);
+    if (!(n <= static_cast<double>(kMaxPoints))) {  // NaN too
+      return absl::InvalidArgumentError(absl::StrCat("the grid has more than ", kMaxPoints, " points (\"", p.name,
+                                                     "\" alone has ", n, " values): use fewer values, or another sampler"));
+    }
+  }
+  // Without conditions the grid is the full product: refuse it without building anything.
+  double product = 1;
+  bool conditional = false;
+  for (const ParamSpec& p : spec.params) {
+    product *= ValueCount(p);
+    conditional = conditional || !p.parent.empty();
+  }
+  if (!conditional && product > static_cast<double>(kMaxPoints)) {
+    return absl::InvalidArgumentError(absl::StrCat("the grid has more than ", kMaxPoints, " points (", product,
+                                                   "): use fewer values, or another sampler"));
+  }
+  // Depth-first over the parameters in order; inactive ones are left out. The product of the
+  // counts can still be too large: the check inside the loop stops at kMaxPoints + 1 points.
   std::vector<ParamMap> points = {ParamMap{}};
   for (const ParamSpec& p : spec.params) {
     const std::vector<ParamValue> values = Values(p);

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <functional>
 #include <sstream>
 
+#include "server/core/worker_reports.h"
 #include "server/pruner/pruner_registry.h"
 #include "server/sampler/sampler_registry.h"
 #include "tests/testing/status_matchers.h"
@@ -232,6 +234,185 @@ TEST(StudySpecTest, AcceptsEveryParameterKind) {
     {"name": "batch_norm", "type": "categorical", "choices": [true, false]},
     {"name": "weight_decay", "type": "categorical", "choices": [0, 0.0001, 0.001]}])");
   EXPECT_THAT(Validate(WithParams(params)), IsOk());
+}
+
+// An external-task spec (any parameter names) with `params` as its search space.
+std::string External(const json& params, const json& sampler = {{"type", "random"}}) {
+  json j = {{"name", "hostile"}, {"task", {{"type", "external"}}}, {"parameters", params},
+            {"sampler", sampler}, {"max_trials", 5}};
+  return j.dump();
+}
+
+// The quick-start spec with `key` set to the raw JSON text `raw` (which json could not hold).
+std::string WithRaw(const std::string& key, const std::string& raw) {
+  json j = json::parse(QuickSpec());
+  j.erase(key);
+  std::string text = j.dump();
+  text.insert(text.size() - 1, ", \"" + key + "\": " + raw);
+  return text;
+}
+
+TEST(HostileSpecTest, DeepNestingIsRefusedBeforeAnythingRecursesIntoIt) {
+  const std::string deep = std::string(70'000, '[') + std::string(70'000, ']');
+  // max_trials and pruner reached a recursive dump or copy of the client's JSON and overflowed the stack.
+  for (const char* key : {"max_trials", "pruner", "sampler", "name", "task", "max_trials_x"}) {
+    EXPECT_THAT(ParseStudySpec(WithRaw(key, deep)),
+                StatusIs(absl::StatusCode::kInvalidArgument, "nested deeper than 64"))
+        << key;
+  }
+  EXPECT_THAT(ParseStudySpec(deep), StatusIs(absl::StatusCode::kInvalidArgument, "nested deeper than 64"));
+  EXPECT_THAT(ParseStudySpec(std::string(70'000, '{')),
+              StatusIs(absl::StatusCode::kInvalidArgument, "nested deeper than 64"));
+  // Brackets inside strings are text, not nesting.
+  json named = json::parse(QuickSpec());
+  named["name"] = std::string(200, '[');
+  EXPECT_THAT(ParseStudySpec(named.dump()), IsOk());
+  // 64 levels are fine as far as nesting goes (then refused as a bad max_trials).
+  EXPECT_THAT(ParseStudySpec(WithRaw("max_trials_x", std::string(63, '[') + std::string(63, ']'))),
+              StatusIs(absl::StatusCode::kInvalidArgument, "unknown key \"max_trials_x\""));
+}
+
+TEST(HostileSpecTest, ALargeSpecIsRefusedWithTheLimitAndMessagesQuoteOnlyAShortPrefix) {
+  json j = json::parse(QuickSpec());
+  j["name"] = std::string(1100 * 1024, 'n');
+  EXPECT_THAT(ParseStudySpec(j.dump()), StatusIs(absl::StatusCode::kInvalidArgument, "1048576 bytes"));
+  // A bad value is quoted, but only its beginning.
+  json k = json::parse(QuickSpec());
+  k["max_trials"] = std::string(500'000, 'x');
+  auto s = ParseStudySpec(k.dump());
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, "max_trials must be an integer"));
+  EXPECT_LT(s.status().message().size(), 400u);
+  json big_array = json::parse(QuickSpec());
+  big_array["max_trials"] = json::array();
+  for (int i = 0; i < 100'000; ++i) big_array["max_trials"].push_back(i);
+  s = ParseStudySpec(big_array.dump());
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, "max_trials must be an integer"));
+  EXPECT_LT(s.status().message().size(), 400u);
+}
+
+TEST(HostileSpecTest, AGridTooLargeIsRefusedBeforeItIsBuilt) {
+  // Before: every value of the range was built first (2^40 values: 23.5 GB, OOM-killed).
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THAT(Validate(External(json::parse(R"([{"name": "x", "type": "int", "low": 0, "high": 1099511627776}])"),
+                                {{"type", "grid"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "more than 1000000 points"));
+  EXPECT_THAT(Validate(External(json::parse(R"([{"name": "x", "type": "float", "low": 0, "high": 1, "step": 1e-12}])"),
+                                {{"type", "grid"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "more than 1000000 points"));
+  // Two parameters of 1,001 values each: 1,002,001 points.
+  EXPECT_THAT(Validate(External(json::parse(R"([{"name": "x", "type": "int", "low": 0, "high": 1000},
+                                                 {"name": "y", "type": "int", "low": 0, "high": 1000}])"),
+                                {{"type", "grid"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "more than 1000000 points"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_THAT(Validate(External(json::parse(R"([{"name": "x", "type": "int", "low": 0, "high": 999},
+                                                 {"name": "y", "type": "int", "low": 0, "high": 999}])"),
+                                {{"type", "grid"}})),
+              IsOk());
+}
+
+TEST(HostileSpecTest, IntRangesThatCouldOverflowAreRefused) {
+  for (const char* range : {R"("low": 0, "high": 9223372036854775807)", R"("low": -9223372036854775808, "high": 0)",
+                            R"("low": 0, "high": 18446744073709551615)", R"("low": 0, "high": 9007199254740993)",
+                            R"("low": -9007199254740993, "high": 0)",
+                            R"("low": 0, "high": 9007199254740992, "step": 9223372036854775807)"}) {
+    const std::string p = std::string(R"([{"name": "n", "type": "int", )") + range + "}]";
+    EXPECT_THAT(Validate(External(json::parse(p))),
+                StatusIs(absl::StatusCode::kInvalidArgument, "9007199254740992"))
+        << range;
+  }
+  EXPECT_THAT(Validate(External(json::parse(R"([{"name": "n", "type": "int", "low": -9007199254740992,
+                                                  "high": 9007199254740992}])"))),
+              IsOk());
+}
+
+TEST(HostileSpecTest, NonFiniteRangesAndStepsAreRefused) {
+  // high - low is infinite: the step check compared NaN and let it through.
+  EXPECT_THAT(Validate(External(json::parse(R"([{"name": "x", "type": "float", "low": -1e308, "high": 1e308,
+                                                  "step": 1e308}])"))),
+              StatusIs(absl::StatusCode::kInvalidArgument, "finite"));
+  EXPECT_THAT(Validate(External(json::parse(R"([{"name": "x", "type": "float", "low": -1e308, "high": 1e308}])"))),
+              StatusIs(absl::StatusCode::kInvalidArgument, "finite"));
+  ParamSpec p;
+  p.name = "x";
+  p.type = ParamType::kFloat;
+  p.low = 0;
+  p.high = 1;
+  for (double step : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
+    p.step = step;
+    EXPECT_THAT(ValidateParamSpec(p), StatusIs(absl::StatusCode::kInvalidArgument, "step")) << step;
+  }
+}
+
+TEST(HostileSpecTest, ValuesJsonOrTheTaskCannotHoldAreRefusedNotThrown) {
+  // 1e309 is beyond double range; nlohmann threw out_of_range from the parser.
+  EXPECT_THAT(ParseStudySpec(WithRaw("max_retries", "1e309")),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not valid JSON"));
+  // j.value("type", "") threw type_error on a non-string type.
+  EXPECT_THAT(ParseStudySpec(WithTask([](json& t) { t["type"] = 1; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, "task.type must be a string"));
+  // Invalid UTF-8: refused, and the message itself is valid UTF-8.
+  std::string bad = QuickSpec();
+  bad.replace(bad.find("fmnist-quick"), 6, "\xff\xfe\x80abc");
+  auto s = ParseStudySpec(bad);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, "not valid JSON"));
+  EXPECT_TRUE(IsValidUtf8(std::string(s.status().message()))) << s.status().message();
+  EXPECT_THAT(ParseStudySpec(std::string("{\"name\xff\": 1}")), StatusIs(absl::StatusCode::kInvalidArgument, ""));
+}
+
+TEST(HostileSpecTest, ImbalanceClassesMustBeLabelsNotTruncatedIntegers) {
+  for (const char* c : {"4294967296", "-4294967296", "18446744073709551615", "256", "-1", "1.0"}) {
+    json j = json::parse(QuickSpec());
+    j["task"]["imbalance"] = json::parse(std::string(R"({"classes": [)") + c + R"(], "keep_fraction": 0.1})");
+    EXPECT_THAT(ParseStudySpec(j.dump()), StatusIs(absl::StatusCode::kInvalidArgument, "integers 0..255")) << c;
+  }
+  auto ok = ParseStudySpec(WithTask([](json& t) { t["imbalance"] = {{"classes", {0, 255}}, {"keep_fraction", 0.1}}; }));
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->task.imbalance_classes, (std::vector<int>{0, 255}));
+}
+
+TEST(HostileSpecTest, ChoicesAndParametersAreCountedAndDuplicatesFoundFast) {
+  // 480,000 distinct choices: the pairwise duplicate check took 81 s.
+  ParamSpec p;
+  p.name = "c";
+  p.type = ParamType::kCategorical;
+  for (int64_t i = 0; i < 480'000; ++i) p.choices.emplace_back(i);
+  p.choices.emplace_back(std::string("s"));
+  p.choices.emplace_back(2.5);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THAT(ValidateParamSpec(p), IsOk());
+  p.choices.emplace_back(int64_t{479'999});
+  EXPECT_THAT(ValidateParamSpec(p), StatusIs(absl::StatusCode::kInvalidArgument, "choice 479999 appears twice"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  // A spec may hold at most 10,000 choices per parameter and 1,000 parameters.
+  json choices = json::array();
+  for (int i = 0; i < 10'001; ++i) choices.push_back(i);
+  EXPECT_THAT(ParseStudySpec(External({{{"name", "c"}, {"type", "categorical"}, {"choices", choices}}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "at most 10000 choices"));
+  choices.erase(choices.size() - 1);
+  EXPECT_THAT(ParseStudySpec(External({{{"name", "c"}, {"type", "categorical"}, {"choices", choices}}})), IsOk());
+  json params = json::array();
+  for (int i = 0; i < 1'001; ++i) {
+    params.push_back({{"name", "p" + std::to_string(i)}, {"type", "float"}, {"low", 0}, {"high", 1}});
+  }
+  EXPECT_THAT(ParseStudySpec(External(params)), StatusIs(absl::StatusCode::kInvalidArgument, "at most 1000 parameters"));
+  params.erase(params.size() - 1);
+  EXPECT_THAT(ParseStudySpec(External(params)), IsOk());
+}
+
+TEST(HostileSpecTest, NamesHaveALengthLimit) {
+  json j = json::parse(QuickSpec());
+  j["name"] = std::string(257, 'n');
+  EXPECT_THAT(ParseStudySpec(j.dump()), StatusIs(absl::StatusCode::kInvalidArgument, "at most 256 bytes"));
+  j["name"] = std::string(256, 'n');
+  EXPECT_THAT(ParseStudySpec(j.dump()), IsOk());
+  EXPECT_THAT(ParseStudySpec(External({{{"name", std::string(129, 'p')}, {"type", "float"}, {"low", 0}, {"high", 1}}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "at most 128 bytes"));
+  json ext = json::parse(External({{{"name", "x"}, {"type", "float"}, {"low", 0}, {"high", 1}}}));
+  ext["objective"] = {{"metric", std::string(129, 'm')}};
+  EXPECT_THAT(ParseStudySpec(ext.dump()), StatusIs(absl::StatusCode::kInvalidArgument, "at most 128 bytes"));
+  EXPECT_THAT(ParseStudySpec(External({{{"name", "c"}, {"type", "categorical"}, {"choices", {std::string(1025, 'c')}}}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "at most 1024 bytes"));
 }
 
 }  // namespace

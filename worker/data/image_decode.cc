@@ -310,15 +310,6 @@ std::optional<ResizeMode> ParseResizeMode(std::string_view name) {
   return std::nullopt;
 }
 
-const char* ResizeModeName(ResizeMode mode) {
-  switch (mode) {
-    case ResizeMode::kStretch: return "stretch";
-    case ResizeMode::kPad: return "pad";
-    case ResizeMode::kCrop: return "crop";
-  }
-  return "stretch";
-}
-
 absl::StatusOr<ImageHeader> ReadImageHeader(const uint8_t* data, size_t size) {
   if (IsJpeg(data, size)) return JpegHeader(data, size);
   if (IsPng(data, size)) {

@@ -21,7 +21,6 @@ enum class ResizeMode {
   kCrop,     // scale to cover, keep the aspect ratio, cut the centre
 };
 std::optional<ResizeMode> ParseResizeMode(std::string_view name);  // "stretch", "pad", "crop"
-const char* ResizeModeName(ResizeMode mode);
 
 // Images with more pixels than this are refused from their header, before any
 // decoding (a decompression bomb: a small file that decodes to gigabytes).
