@@ -357,24 +357,12 @@ class GpSampler final : public Sampler {
     if (static_cast<int>(data.size()) < std::max(2, o_.n_startup_trials)) {
       return random_->Sample(study, number, trial_seed);
     }
-    // Standardize the losses.
+    // Standardize the losses (the posterior below uses all of them).
     double mean = 0, var = 0;
     for (const auto& [x, y] : data) mean += y;
     mean /= data.size();
     for (const auto& [x, y] : data) var += (y - mean) * (y - mean);
     const double sd = std::sqrt(var / data.size()) + 1e-12;
-    // Fit hyperparameters on at most max_fit_points trials: the best half and the newest.
-    std::vector<size_t> idx(data.size());
-    std::iota(idx.begin(), idx.end(), 0);
-    if (static_cast<int>(idx.size()) > o_.max_fit_points) {
-      std::vector<size_t> by_loss = idx;
-      std::sort(by_loss.begin(), by_loss.end(), [&](size_t a, size_t b) { return data[a].second < data[b].second; });
-      std::vector<char> keep(data.size(), 0);
-      for (int i = 0; i < o_.max_fit_points / 2; ++i) keep[by_loss[i]] = 1;
-      for (size_t i = data.size(); i-- > 0 && std::count(keep.begin(), keep.end(), 1) < o_.max_fit_points;) keep[i] = 1;
-      idx.clear();
-      for (size_t i = 0; i < data.size(); ++i) if (keep[i]) idx.push_back(i);
-    }
     auto pack = [&](const std::vector<size_t>& which, Vec* x, Vec* y) {
       x->clear();
       y->clear();
@@ -383,19 +371,7 @@ class GpSampler final : public Sampler {
         y->push_back((data[i].second - mean) / sd);
       }
     };
-    Vec fx, fy;
-    pack(idx, &fx, &fy);
-    Hyper start;
-    start.log_ls.assign(d, std::sqrt(2.0) + 0.5 * std::log(static_cast<double>(d)));
-    // A fresh fit from the prior's centre now and then; otherwise a short one from the last fit.
-    const int nf = static_cast<int>(idx.size());
-    const bool warm = warm_.log_ls.size() == static_cast<size_t>(d);
-    Hyper h = warm ? FitHyper(warm_, fx, fy, nf, d, 25) : FitHyper(start, fx, fy, nf, d, 100);
-    if (warm && ++fits_ % 10 == 0) {
-      Hyper fresh = FitHyper(start, fx, fy, nf, d, 80);
-      if (Objective(fresh, fx, fy, nf, d, nullptr) > Objective(h, fx, fy, nf, d, nullptr)) h = fresh;
-    }
-    warm_ = h;
+    const Hyper h0 = FitHyperparameters(data, d);
 
     // Posterior on every completed trial, then running trials at the model's mean (kriging believer).
     std::vector<size_t> all(data.size());
@@ -404,6 +380,7 @@ class GpSampler final : public Sampler {
     pack(all, &x, &y);
     Gp gp;
     int n = static_cast<int>(all.size());
+    Hyper h = h0;
     while (!gp.Fit(h, x, y, n, d)) h.log_noise += 1.0;
     double best_y = *std::min_element(y.begin(), y.end());
     if (!pending.empty()) {
@@ -458,10 +435,62 @@ class GpSampler final : public Sampler {
   }
 
  private:
+  // Hyperparameters for `data`: a short fit warm-started from the anchor's, the anchor being the first
+  // multiple of kAnchorEvery points (trial order), fitted from the prior's centre. Both are functions of
+  // the history alone, so a fresh sampler (a restarted coordinator) suggests exactly what one that ran
+  // from the start does; anchor_ only caches the anchor's fit, keyed by its exact data.
+  Hyper FitHyperparameters(const std::vector<std::pair<Vec, double>>& data, int d) {
+    constexpr size_t kAnchorEvery = 10;
+    Hyper start;
+    start.log_ls.assign(d, std::sqrt(2.0) + 0.5 * std::log(static_cast<double>(d)));
+    Vec fx, fy;
+    const int nf = FitPoints(data, data.size(), &fx, &fy);
+    const size_t m = data.size() / kAnchorEvery * kAnchorEvery;
+    if (m == 0) return FitHyper(start, fx, fy, nf, d, 100);
+    if (anchor_dims_ != d || anchor_data_.size() != m || !std::equal(anchor_data_.begin(), anchor_data_.end(), data.begin())) {
+      Vec ax, ay;
+      const int na = FitPoints(data, m, &ax, &ay);
+      anchor_ = FitHyper(start, ax, ay, na, d, 100);
+      anchor_data_.assign(data.begin(), data.begin() + m);
+      anchor_dims_ = d;
+    }
+    return FitHyper(anchor_, fx, fy, nf, d, 25);
+  }
+
+  // Standardized losses of data[0, count) to fit hyperparameters on, at most max_fit_points of them (the
+  // best half and the newest); returns how many.
+  int FitPoints(const std::vector<std::pair<Vec, double>>& data, size_t count, Vec* fx, Vec* fy) const {
+    double mean = 0, var = 0;
+    for (size_t i = 0; i < count; ++i) mean += data[i].second;
+    mean /= count;
+    for (size_t i = 0; i < count; ++i) var += (data[i].second - mean) * (data[i].second - mean);
+    const double sd = std::sqrt(var / count) + 1e-12;
+    std::vector<size_t> idx(count);
+    std::iota(idx.begin(), idx.end(), 0);
+    if (static_cast<int>(idx.size()) > o_.max_fit_points) {
+      std::vector<size_t> by_loss = idx;
+      std::sort(by_loss.begin(), by_loss.end(), [&](size_t a, size_t b) { return data[a].second < data[b].second; });
+      std::vector<char> keep(count, 0);
+      for (int i = 0; i < o_.max_fit_points / 2; ++i) keep[by_loss[i]] = 1;
+      for (size_t i = count; i-- > 0 && std::count(keep.begin(), keep.end(), 1) < o_.max_fit_points;) keep[i] = 1;
+      idx.clear();
+      for (size_t i = 0; i < count; ++i) if (keep[i]) idx.push_back(i);
+    }
+    fx->clear();
+    fy->clear();
+    for (size_t i : idx) {
+      fx->insert(fx->end(), data[i].first.begin(), data[i].first.end());
+      fy->push_back((data[i].second - mean) / sd);
+    }
+    return static_cast<int>(idx.size());
+  }
+
   GpOptions o_;
   std::unique_ptr<Sampler> random_;
-  Hyper warm_;  // last fitted hyperparameters: a warm start for the next fit
-  int fits_ = 0;
+  // The anchor's data and fitted hyperparameters (a cache: see FitHyperparameters).
+  std::vector<std::pair<Vec, double>> anchor_data_;
+  Hyper anchor_;
+  int anchor_dims_ = -1;
 };
 
 }  // namespace

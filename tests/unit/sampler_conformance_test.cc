@@ -90,6 +90,37 @@ TEST_P(SamplerConformanceTest, TheSameSeedGivesTheSameTrials) {
   }
 }
 
+// A restarted coordinator builds fresh samplers: given the same history, a fresh one must suggest what
+// one that has run from the start suggests (README: the same seed gives the same parameters for the same
+// trial number across server restarts). Checked at every trial, with pruned and running trials in the
+// history too.
+TEST_P(SamplerConformanceTest, AFreshSamplerGivenTheSameHistoryAgreesWithOneThatRanFromTheStart) {
+  Study s = MakeStudy(Config());
+  auto running = MakeSampler(s.spec);
+  ASSERT_TRUE(running.ok());
+  for (int i = 0; i < 36; ++i) {
+    const uint64_t seed = TrialSeed(s.seed, i);
+    auto fresh = MakeSampler(s.spec);
+    ASSERT_TRUE(fresh.ok());
+    auto a = (*running)->Sample(s, i, seed);
+    auto b = (*fresh)->Sample(s, i, seed);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(*a, *b) << "trial " << i;
+    Trial t;
+    t.number = i;
+    t.id = i + 1;
+    t.params = *a;
+    if (i % 7 == 3) {
+      t.state = TrialState::kRunning;  // still running on another worker
+    } else {
+      t.state = i % 5 == 1 ? TrialState::kPruned : TrialState::kCompleted;
+      t.value = Quadratic(t.params);
+      t.measurements.push_back({0, *t.value, {}, {}});
+    }
+    s.trials.push_back(t);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllSamplers, SamplerConformanceTest,
                          ::testing::Values(R"({"type": "random"})", R"({"type": "tpe"})",
                                            R"({"type": "tpe", "multivariate": true})",
