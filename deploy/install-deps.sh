@@ -11,7 +11,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   googletest libgtest-dev libgmock-dev
   dataset-fashion-mnist
-  python3 python3-grpcio python3-protobuf python3-pil
+  python3 python3-grpcio python3-protobuf python3-pil python3-venv python3-pip python3-setuptools python3-wheel
   chromium
 )
 
