@@ -4,7 +4,8 @@
 # Everything it started is stopped when it ends or is interrupted.
 #   deploy/demo.sh [SPEC [PARAMS]]   (default examples/fmnist-quick.json; PARAMS: a JSON object of
 #                                     parameters queued as the first trial, e.g. a baseline to beat)
-# HPO_DATA_ROOT (default /usr/share/datasets) is the workers' --data_root.
+# HPO_DATA_ROOT (default /usr/share/datasets) is the workers' --data_root; the dashboard is served on
+# 127.0.0.1:${HPO_HTTP_PORT:-8080} (see README "Dashboard and metrics").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPEC=${1:-examples/fmnist-quick.json}
@@ -27,7 +28,8 @@ trap 'exit 130' INT TERM
 
 CORES=$(nproc)
 THREADS=$(( CORES / 2 > 0 ? CORES / 2 : 1 ))
-"$B"/server/hpo-server --listen=127.0.0.1:0 --port_file="$RUN/port" --db="$RUN/hpo.db" >"$RUN/server.log" 2>&1 &
+"$B"/server/hpo-server --listen=127.0.0.1:0 --port_file="$RUN/port" --db="$RUN/hpo.db" \
+  --http="127.0.0.1:${HPO_HTTP_PORT:-8080}" --http_port_file="$RUN/http_port" >"$RUN/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$RUN/port" ] && break; sleep 0.1; done
 [ -s "$RUN/port" ] || { echo "demo: hpo-server did not start; see $RUN/server.log" >&2; cat "$RUN/server.log" >&2; exit 1; }
@@ -37,6 +39,8 @@ CTL="$B/client/hpoctl --coordinator=$ADDR"
 START=$(date +%s)
 STUDY=$($CTL create "$SPEC" | tail -n 1)
 echo "demo: created study $STUDY from $SPEC"
+for _ in $(seq 50); do [ -s "$RUN/http_port" ] && break; sleep 0.1; done
+[ -s "$RUN/http_port" ] && echo "demo: dashboard at http://127.0.0.1:$(cat "$RUN/http_port")/studies/$STUDY (metrics: /metrics)"
 if [ -n "$BASELINE" ]; then
   $CTL enqueue "$STUDY" "$BASELINE"
 fi
@@ -55,3 +59,6 @@ $CTL best "$STUDY"
 echo
 $CTL diagnose "$STUDY"
 echo "demo: wall time $(( END - START )) s"
+if [ -t 0 ] && [ -s "$RUN/http_port" ]; then
+  read -r -p "demo: the dashboard stays up until you press Enter " _
+fi

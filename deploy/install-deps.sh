@@ -7,13 +7,16 @@ PACKAGES=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev
-  libturbojpeg0-dev libspng-dev
+  libturbojpeg0-dev libspng-dev libcpp-httplib-dev prometheus-cpp-dev
   libtorch-dev libopenblas0-openmp
   googletest libgtest-dev libgmock-dev
   dataset-fashion-mnist
   python3 python3-grpcio python3-protobuf python3-pil python3-venv python3-pip python3-setuptools python3-wheel
-  chromium
+  chromium chromium-driver python3-selenium prometheus
 )
+# npm installs the dashboard's chart library at build time (web/package-lock.json). Debian's npm package
+# only where no npm is installed: it conflicts with a nodejs from elsewhere.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -15,6 +15,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "server/core/coordinator.h"
+#include "server/http/http_server.h"
+#include "server/http/prometheus_metrics.h"
+#include "server/http/timed_storage.h"
 #include "server/rpc/coordinator_service.h"
 #include "server/storage/sqlite_storage.h"
 
@@ -24,6 +27,11 @@ ABSL_FLAG(absl::Duration, lease_timeout, absl::Seconds(30),
           "a RUNNING trial whose worker is silent this long is failed and retried");
 ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5), "how often workers send heartbeats");
 ABSL_FLAG(std::string, port_file, "", "if set, write the port actually bound to this file");
+ABSL_FLAG(std::string, http, "",
+          "serve the dashboard, its JSON API and /metrics on HOST:PORT (e.g. 127.0.0.1:8080; empty: off)");
+ABSL_FLAG(bool, http_allow_remote, false,
+          "allow --http on an address other than loopback (no authentication)");
+ABSL_FLAG(std::string, http_port_file, "", "if set, write the HTTP port actually bound to this file");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 
 int main(int argc, char** argv) {
@@ -48,11 +56,38 @@ int main(int argc, char** argv) {
                   absl::FormatDuration(options.heartbeat_interval));
     return 2;
   }
+  // Rows repaired at start-up, a full disk and its end, the file deleted or replaced: logged by
+  // the storage as they happen (README "What happens when things go wrong").
+  options.warn = [](const std::string& line) { spdlog::warn("{}", line); };
+  hpo::server::SqliteStorageOptions storage_options;
+  storage_options.log = [](hpo::server::SqliteStorageOptions::Level level, const std::string& line) {
+    using Level = hpo::server::SqliteStorageOptions::Level;
+    if (level == Level::kError) spdlog::error("{}", line);
+    else if (level == Level::kWarning) spdlog::warn("{}", line);
+    else spdlog::info("{}", line);
+  };
+  const std::string http_address = absl::GetFlag(FLAGS_http);
+  if (!http_address.empty()) {
+    std::string host;
+    int http_port = 0;
+    const absl::Status checked = hpo::server::CheckHttpAddress(
+        http_address, absl::GetFlag(FLAGS_http_allow_remote), &host, &http_port);
+    if (!checked.ok()) {
+      spdlog::error("{}", std::string(checked.message()));
+      return 2;
+    }
+  }
   const std::string db_path = absl::GetFlag(FLAGS_db);
-  auto storage = hpo::server::OpenSqliteStorage(db_path);
+  auto storage = hpo::server::OpenSqliteStorage(db_path, storage_options);
   if (!storage.ok()) {
     spdlog::error("{}", std::string(storage.status().message()));
     return 1;
+  }
+  // Metrics only when there is somewhere to read them: --http.
+  std::unique_ptr<hpo::server::PrometheusMetrics> metrics;
+  if (!http_address.empty()) {
+    metrics = hpo::server::PrometheusMetrics::Create(options.lease_timeout);
+    *storage = hpo::server::NewTimedStorage(std::move(*storage), metrics.get());
   }
   hpo::server::RealClock clock;
   auto coordinator = hpo::server::Coordinator::Open(std::move(*storage), &clock, options);
@@ -61,6 +96,10 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (metrics) {
+    metrics->SetCoordinator(coordinator->get());
+    hpo::server::SetRpcMetrics(metrics.get());
+  }
   hpo::server::CoordinatorService service(coordinator->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -82,6 +121,24 @@ int main(int argc, char** argv) {
   }
   spdlog::info("hpo-server listening on port {} (database {}, lease {})", port, db_path,
                absl::FormatDuration(options.lease_timeout));
+  std::unique_ptr<hpo::server::HttpServer> http;
+  if (!http_address.empty()) {
+    hpo::server::HttpOptions http_options;
+    http_options.address = http_address;
+    http_options.allow_remote = absl::GetFlag(FLAGS_http_allow_remote);
+    auto started = hpo::server::StartHttpServer(http_options, coordinator->get(), metrics.get());
+    if (!started.ok()) {
+      spdlog::error("{}", std::string(started.status().message()));
+      server->Shutdown();
+      hpo::server::SetRpcMetrics(nullptr);
+      return 1;
+    }
+    http = std::move(*started);
+    if (!absl::GetFlag(FLAGS_http_port_file).empty()) {
+      std::ofstream(absl::GetFlag(FLAGS_http_port_file)) << http->port() << "\n";
+    }
+    spdlog::info("dashboard on {} (metrics: {}metrics)", http->url(), http->url());
+  }
 
   std::mutex mu;
   std::condition_variable cv;
@@ -104,6 +161,8 @@ int main(int argc, char** argv) {
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
   server->Wait();
+  if (http) http->Stop();
+  hpo::server::SetRpcMetrics(nullptr);
   {
     std::lock_guard<std::mutex> lock(mu);
     stopping = true;

@@ -33,13 +33,37 @@ std::string TrialName(const Trial& t) {
   return absl::StrCat("trial ", t.number, " of study ", t.study_id, " (id ", t.id, ")");
 }
 
-// Number of times this trial's parameters have already been handed out again.
+// Number of times this trial's parameters have already been handed out again. A retry always
+// names an earlier trial (storage repairs rows that do not), so the walk only goes back; it is
+// bounded all the same, so that a cycle can never hold the lock forever.
 int RetryDepth(const Study& s, const Trial& t) {
+  const int size = static_cast<int>(s.trials.size());
   int depth = 0;
-  for (int n = t.retry_of; n >= 0 && n < static_cast<int>(s.trials.size()); n = s.trials[n].retry_of) {
+  for (int n = t.retry_of; n >= 0 && n < size && depth <= size; n = s.trials[n].retry_of) {
     ++depth;
   }
   return depth;
+}
+
+// Why stored parameters cannot be a trial of `spec` (a parameter it does not have, or a value
+// of the wrong type, which samplers and workers cannot use); empty when they can.
+std::string MisfitParams(const StudySpec& spec, const ParamMap& params) {
+  for (const auto& [key, v] : params) {
+    const std::string& name = key;  // a structured binding cannot be captured before C++20 (clang)
+    auto p = std::find_if(spec.params.begin(), spec.params.end(),
+                          [&](const ParamSpec& ps) { return ps.name == name; });
+    if (p == spec.params.end()) {
+      return absl::StrCat("parameter \"", name.substr(0, 64), "\" is not in the study's spec");
+    }
+    bool fits = false;
+    switch (p->type) {
+      case ParamType::kFloat: fits = std::holds_alternative<double>(v) || std::holds_alternative<int64_t>(v); break;
+      case ParamType::kInt: fits = std::holds_alternative<int64_t>(v); break;
+      case ParamType::kCategorical: fits = std::find(p->choices.begin(), p->choices.end(), v) != p->choices.end(); break;
+    }
+    if (!fits) return absl::StrCat("parameter \"", name.substr(0, 64), "\" has a value that is not one of its values");
+  }
+  return "";
 }
 
 }  // namespace
@@ -52,17 +76,39 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<S
   absl::MutexLock lock(&c->mu_);
   const absl::Time now = clock->Now();
   for (Study& s : studies) {
+    // Without its spec a study cannot be served at all: start-up is refused with the row and
+    // what to do, rather than leaving the study out unseen.
+    auto unreadable = [&](const absl::Status& why) {
+      return absl::DataLossError(absl::StrCat(
+          "table studies, id ", s.id, ": spec_json cannot be read by this hpo-server (", why.message(),
+          "). Start the hpo-server version that created it, or repair or delete that row (and its trials, "
+          "table trials with study_id ", s.id, ") with sqlite3, on a copy of the database"));
+    };
     auto spec = ParseStudySpec(s.spec_json);
-    if (!spec.ok()) {
-      return absl::DataLossError(absl::StrCat("stored study ", s.id, " has a spec this server ",
-                                              "cannot read: ", spec.status().message()));
-    }
+    if (!spec.ok()) return unreadable(spec.status());
     Entry e;
     e.spec = *spec;
     s.spec = *spec;
-    ASSIGN_OR_RETURN(e.sampler, MakeSampler(e.spec));
-    ASSIGN_OR_RETURN(e.pruner, MakePruner(e.spec));
-    for (const Trial& t : s.trials) {
+    auto sampler = MakeSampler(e.spec);
+    if (!sampler.ok()) return unreadable(sampler.status());
+    auto pruner = MakePruner(e.spec);
+    if (!pruner.ok()) return unreadable(pruner.status());
+    e.sampler = std::move(*sampler);
+    e.pruner = std::move(*pruner);
+    for (Trial& t : s.trials) {
+      if (t.state != TrialState::kFailed) {
+        if (std::string what = MisfitParams(e.spec, t.params); !what.empty()) {
+          t.state = TrialState::kFailed;
+          t.reason = absl::StrCat("corrupt row (table trials, id ", t.id, "): ", what,
+                                  "; failed when hpo-server started");
+          if (t.finished == absl::InfinitePast()) t.finished = now;
+          if (options.warn) options.warn(absl::StrCat(TrialName(t), ": ", t.reason, "; never handed out"));
+          // Not written (e.g. a full disk): failed in memory all the same, and again next start.
+          if (absl::Status w = c->storage_->UpdateTrial(t, nullptr); !w.ok() && options.warn) {
+            options.warn(absl::StrCat("could not store that: ", w.message()));
+          }
+        }
+      }
       c->trial_index_[t.id] = {s.id, t.number};
       if (t.state == TrialState::kRunning) c->leases_[t.id] = now + options.lease_timeout;
     }
@@ -116,15 +162,17 @@ absl::StatusOr<Study> Coordinator::StopStudy(int64_t study_id) {
   if (e.study.state != StudyState::kRunning) return e.study;
   const absl::Time now = clock_->Now();
   std::vector<Trial> updated = e.study.trials;
-  RETURN_IF_ERROR(storage_->Transaction([&]() -> absl::Status {
+  // The transaction's body runs now, under mu_; -Wthread-safety cannot see that through the lambda.
+  Storage* const storage = storage_.get();
+  RETURN_IF_ERROR(storage->Transaction([&]() -> absl::Status {
     for (Trial& t : updated) {
       if (t.state != TrialState::kRunning && t.state != TrialState::kWaiting) continue;
       t.state = TrialState::kFailed;
       t.reason = "study stopped by a user";
       t.finished = now;
-      RETURN_IF_ERROR(storage_->UpdateTrial(t, nullptr));
+      RETURN_IF_ERROR(storage->UpdateTrial(t, nullptr));
     }
-    return storage_->UpdateStudyState(study_id, StudyState::kStopped);
+    return storage->UpdateStudyState(study_id, StudyState::kStopped);
   }));
   for (const Trial& t : updated) leases_.erase(t.id);
   e.study.trials = std::move(updated);
@@ -457,10 +505,11 @@ absl::Status Coordinator::Fail(Entry& e, Trial& t, const std::string& reason, bo
     again.state = TrialState::kWaiting;
     again.created = updated.finished;
   }
-  RETURN_IF_ERROR(storage_->Transaction([&]() -> absl::Status {
-    RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
+  Storage* const storage = storage_.get();  // the body runs now, under mu_ (see StopStudy)
+  RETURN_IF_ERROR(storage->Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(storage->UpdateTrial(updated, nullptr));
     if (retry) {
-      ASSIGN_OR_RETURN(again.id, storage_->CreateTrial(again));
+      ASSIGN_OR_RETURN(again.id, storage->CreateTrial(again));
     }
     return absl::OkStatus();
   }));

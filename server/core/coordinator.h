@@ -3,6 +3,7 @@
 // Depends only on the Storage, Sampler and Pruner interfaces. Thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,6 +29,9 @@ struct CoordinatorOptions {
   absl::Duration heartbeat_interval = absl::Seconds(5);
   // How long a worker with nothing to do waits before asking again.
   absl::Duration idle_retry = absl::Seconds(1);
+  // Told, at start-up, about each stored trial that Open failed because it cannot be served
+  // (parameters that do not fit the study's spec). Unset: not told.
+  std::function<void(const std::string&)> warn;
 };
 
 // A trial handed to a worker.
@@ -51,7 +55,10 @@ struct HeartbeatResult {
 class Coordinator {
  public:
   // Loads every study from `storage`. RUNNING trials get a fresh lease so
-  // that their workers can reconnect and go on.
+  // that their workers can reconnect and go on. A trial whose parameters do not fit its
+  // study's spec (a parameter it does not have, or a value of the wrong type) is stored
+  // FAILED, saying why, and never handed out. kDataLoss, naming the row, for a study whose
+  // spec cannot be read.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Coordinator>> Open(
       std::unique_ptr<Storage> storage, const Clock* clock, CoordinatorOptions options);
 

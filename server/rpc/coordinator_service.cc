@@ -8,9 +8,11 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "proto/common/grpc_status.h"
 #include "proto/common/json_limits.h"
 #include "proto/common/status_macros.h"
+#include "server/http/rpc_metrics.h"
 #include "server/rpc/proto_convert.h"
 
 namespace hpo::server {
@@ -38,8 +40,9 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
 
 // Runs a handler's body. An exception that escapes a callback handler would otherwise reach
 // the client as UNIMPLEMENTED with no message (unary) or terminate the server (stream).
+// Each call is recorded in the metrics (server/http/rpc_metrics.h), when there are any.
 template <typename Body>
-absl::Status Guarded(const char* rpc, Body&& body) {
+absl::Status GuardedBody(const char* rpc, Body&& body) {
   try {
     return body();
   } catch (const std::exception& e) {
@@ -50,6 +53,13 @@ absl::Status Guarded(const char* rpc, Body&& body) {
     spdlog::error("{}: uncaught exception of unknown type", rpc);
     return absl::InternalError(absl::StrCat(rpc, " failed inside the coordinator (unknown exception)"));
   }
+}
+template <typename Body>
+absl::Status Guarded(const char* rpc, Body&& body) {
+  const absl::Time start = absl::Now();
+  absl::Status status = GuardedBody(rpc, std::forward<Body>(body));
+  if (RpcMetrics* m = GetRpcMetrics()) m->RpcDone(rpc, status.code(), absl::Now() - start);
+  return status;
 }
 
 absl::Status CheckLength(const std::string& s, size_t max_bytes, const char* what) {
@@ -174,6 +184,9 @@ class ReportReactor final
       case Action::kStop: decision_.set_action(hpo::v1::ProgressDecision::STOP); break;
     }
     decision_.set_reason(d.reason);
+    if (RpcMetrics* m = GetRpcMetrics()) {
+      m->Reported(d.action == Action::kContinue ? "continue" : d.action == Action::kPrune ? "prune" : "stop");
+    }
     finish_after_write_ = d.action != Action::kContinue;
     if (finish_after_write_) {
       spdlog::info("trial id {} pruned at step {}: {}", report_.trial_id(), report_.measurement().step(),
@@ -300,7 +313,12 @@ grpc::ServerUnaryReactor* CoordinatorService::AskTrial(grpc::CallbackServerConte
     }
     for (const std::string& type : req->task_types()) RETURN_IF_ERROR(CheckLength(type, kMaxTaskTypeBytes, "a task type"));
     std::vector<std::string> types(req->task_types().begin(), req->task_types().end());
+    const absl::Time start = absl::Now();
     ASSIGN_OR_RETURN(std::optional<Assignment> a, c_->AskTrial(req->worker_id(), types, req->study_id()));
+    if (RpcMetrics* m = GetRpcMetrics()) {
+      m->Asked(a.has_value() ? a->trial.study_id : 0, absl::Now() - start);
+      m->WorkerSeen(req->worker_id());
+    }
     resp->set_heartbeat_interval_ms(
         static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().heartbeat_interval)));
     resp->set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().idle_retry)));
@@ -327,6 +345,7 @@ grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerCont
   return Done(ctx, Guarded("Heartbeat", [&]() -> absl::Status {
     RETURN_IF_ERROR(CheckWorkerId(req->worker_id()));
     ASSIGN_OR_RETURN(HeartbeatResult h, c_->Heartbeat(req->trial_id(), req->worker_id()));
+    if (RpcMetrics* m = GetRpcMetrics()) m->WorkerSeen(req->worker_id());
     resp->set_keep_running(h.keep_running);
     resp->set_reason(h.reason);
     return absl::OkStatus();

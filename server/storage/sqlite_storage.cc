@@ -1,11 +1,19 @@
 #include "server/storage/sqlite_storage.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "proto/common/status_macros.h"
 
 namespace hpo::server {
@@ -65,13 +73,30 @@ json ParamsToJson(const ParamMap& params) {
   return j;
 }
 
-ParamMap ParamsFromJson(const json& j) {
+// The stored parameters: a JSON object of numbers, booleans and strings. Anything else is a
+// corrupt row: `problem` says what is wrong and the result is empty.
+ParamMap ParamsFromJson(const std::string& text, std::string* problem) {
   ParamMap out;
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    *problem = "params_json is not valid JSON";
+    return out;
+  }
+  if (!j.is_object()) {
+    *problem = absl::StrCat("params_json is a JSON ", j.type_name(), ", not an object");
+    return out;
+  }
   for (const auto& [k, v] : j.items()) {
     if (v.is_boolean()) out[k] = v.get<bool>();
-    else if (v.is_number_integer()) out[k] = v.get<int64_t>();
-    else if (v.is_number()) out[k] = v.get<double>();
-    else out[k] = v.get<std::string>();
+    else if (v.is_number_integer() && !v.is_number_unsigned()) out[k] = v.get<int64_t>();
+    else if (v.is_number_unsigned() && v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)) out[k] = v.get<int64_t>();
+    else if (v.is_number_float()) out[k] = v.get<double>();
+    else if (v.is_string()) out[k] = v.get<std::string>();
+    else {
+      *problem = absl::StrCat("params_json: parameter \"", k.substr(0, 64), "\" is a JSON ", v.type_name(),
+                              ", not a number, boolean or string");
+      return ParamMap();
+    }
   }
   return out;
 }
@@ -158,12 +183,37 @@ std::optional<ClassReport> ClassesFromJson(const std::string& text) {
   return c;
 }
 
+// nullopt for a name that is none of `all` (a corrupt row).
 template <typename E>
-E StateFromName(const std::string& name, std::initializer_list<E> all) {
+std::optional<E> StateFromName(const std::string& name, std::initializer_list<E> all) {
   for (E e : all) {
     if (name == StateName(e)) return e;
   }
-  return *all.begin();
+  return std::nullopt;
+}
+
+// A stored text quoted for a message: at most 64 bytes, control bytes escaped.
+std::string Quote(const std::string& text) {
+  std::string out = "\"";
+  for (size_t i = 0; i < text.size() && i < 64; ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+    else out.push_back(static_cast<char>(c));
+  }
+  if (text.size() > 64) absl::StrAppend(&out, "...");
+  return out + "\"";
+}
+
+// The status for a failed SQLite call. A full disk is kResourceExhausted, an I/O error
+// kUnavailable, a damaged file kDataLoss; everything else kInternal.
+absl::Status SqlError(int rc, const std::string& message) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL: return absl::ResourceExhaustedError(message);
+    case SQLITE_IOERR: return absl::UnavailableError(message);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return absl::DataLossError(message);
+    default: return absl::InternalError(message);
+  }
 }
 
 // One prepared statement; finalized on destruction.
@@ -215,38 +265,126 @@ class Stmt {
  private:
   absl::Status Check(int rc, const char* what) const {
     if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE) return absl::OkStatus();
-    return absl::InternalError(absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db_)));
+    return SqlError(rc, absl::StrCat("sqlite ", what, ": ", sqlite3_errmsg(db_)));
   }
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
 
+// Which file a path names now: device and inode, or why it cannot be told.
+struct FileId {
+  bool present = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  int error = 0;  // errno of a failed stat
+};
+
+FileId IdOf(const std::string& path) {
+  FileId id;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    id.error = errno;
+    return id;
+  }
+  id.present = true;
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  return id;
+}
+
+// What became of a file that was `was` when it was opened; empty when it is still there.
+std::string WhatBecameOf(const std::string& path, const FileId& was) {
+  const FileId now = IdOf(path);
+  if (!now.present) {
+    if (now.error == ENOENT) return absl::StrCat(path, " was deleted");
+    return absl::StrCat(path, " can no longer be examined (", std::strerror(now.error), ")");
+  }
+  if (now.dev != was.dev || now.ino != was.ino) {
+    return absl::StrCat(path, " was replaced by another file");
+  }
+  return "";
+}
+
 class SqliteStorage final : public Storage {
  public:
-  explicit SqliteStorage(sqlite3* db) : db_(db) {}
-  ~SqliteStorage() override { sqlite3_close_v2(db_); }
+  using Level = SqliteStorageOptions::Level;
 
-  absl::Status Init(const std::string& path) {
+  SqliteStorage(sqlite3* db, std::string path, SqliteStorageOptions options)
+      : db_(db), path_(std::move(path)), options_(std::move(options)) {}
+  ~SqliteStorage() override {
+    if (watcher_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(watch_mu_);
+        stopping_ = true;
+      }
+      watch_cv_.notify_all();
+      watcher_.join();
+    }
+    sqlite3_close_v2(db_);
+  }
+
+  absl::Status Init() {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    absl::Status locked = Exec("PRAGMA locking_mode=EXCLUSIVE");
-    if (locked.ok()) locked = Exec("PRAGMA journal_mode=WAL");
-    if (locked.ok()) locked = Exec("PRAGMA synchronous=NORMAL");
-    if (locked.ok()) locked = Exec("PRAGMA foreign_keys=ON");
-    if (locked.ok()) locked = Exec("BEGIN IMMEDIATE");
+    int rc = SQLITE_OK;
+    absl::Status locked = Exec("PRAGMA locking_mode=EXCLUSIVE", &rc);
+    if (locked.ok()) locked = Exec("PRAGMA journal_mode=WAL", &rc);
+    if (locked.ok()) locked = Exec("PRAGMA synchronous=NORMAL", &rc);
+    if (locked.ok()) locked = Exec("PRAGMA foreign_keys=ON", &rc);
+    if (locked.ok()) locked = Exec("BEGIN IMMEDIATE", &rc);
     if (!locked.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot lock the database ", path, " (", locked.message(),
-          "): is another hpo-server using it? Only one coordinator may open a database file"));
+      const int primary = rc & 0xff;
+      if (primary == SQLITE_NOTADB) return NotHpo("not a SQLite file");
+      if (primary == SQLITE_CORRUPT) return Damaged(std::string(locked.message()));
+      if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "cannot lock the database ", path_, " (", locked.message(),
+            "): is another hpo-server using it? Only one coordinator may open a database file"));
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot open the database ", path_, ": ", locked.message()));
+    }
+    // A file that is damaged is refused now, not found out halfway through a study.
+    {
+      Stmt check(db_, "PRAGMA quick_check(5)");
+      std::vector<std::string> lines;
+      for (;;) {
+        absl::StatusOr<bool> row = check.Step();
+        if (!row.ok()) {
+          (void)Exec("ROLLBACK");
+          return Damaged(std::string(row.status().message()));
+        }
+        if (!*row) break;
+        lines.push_back(check.Text(0));
+      }
+      if (lines.size() != 1 || lines[0] != "ok") {
+        (void)Exec("ROLLBACK");
+        return Damaged(absl::StrJoin(lines, "; "));
+      }
     }
     Stmt version(db_, "PRAGMA user_version");
     ASSIGN_OR_RETURN(bool row, version.Step());
     int64_t applied = row ? version.Int(0) : 0;
     const int64_t known = sizeof(kMigrations) / sizeof(kMigrations[0]);
+    if (applied == 0) {
+      // A SQLite file of some other program: adding hpo's tables to it would be wrong.
+      Stmt tables(db_, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name LIMIT 5");
+      std::vector<std::string> names;
+      for (;;) {
+        ASSIGN_OR_RETURN(bool more, tables.Step());
+        if (!more) break;
+        names.push_back(Quote(tables.Text(0)));
+      }
+      if (!names.empty()) {
+        (void)Exec("ROLLBACK");
+        return NotHpo(absl::StrCat("a SQLite file of some other program (tables ", absl::StrJoin(names, ", "),
+                                   ", and no hpo schema version)"));
+      }
+    }
     if (applied > known) {
       (void)Exec("ROLLBACK");
       return absl::FailedPreconditionError(absl::StrCat(
-          "the database ", path, " has schema version ", applied, " but this hpo-server knows only up to ",
+          "the database ", path_, " has schema version ", applied, " but this hpo-server knows only up to ",
           known, ": use a newer hpo-server"));
     }
     for (int64_t i = applied; i < known; ++i) {
@@ -257,13 +395,28 @@ class SqliteStorage final : public Storage {
       }
     }
     RETURN_IF_ERROR(Exec(absl::StrCat("PRAGMA user_version=", known)));
-    return Exec("COMMIT");
+    RETURN_IF_ERROR(Exec("COMMIT"));
+    // The files this connection writes to, to notice when they are deleted or replaced.
+    memory_ = path_.empty() || path_ == ":memory:" || path_.rfind("file:", 0) == 0;
+    if (!memory_) {
+      db_id_ = IdOf(path_);
+      wal_id_ = IdOf(WalPath());
+      if (!db_id_.present) {
+        return absl::FailedPreconditionError(absl::StrCat("cannot examine the database ", path_, ": ",
+                                                          std::strerror(db_id_.error)));
+      }
+      if (options_.check_interval > absl::ZeroDuration()) {
+        watcher_ = std::thread([this] { Watch(); });
+      }
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<Study>> LoadAll() override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     std::vector<Study> studies;
     std::map<int64_t, size_t> study_index;
+    std::vector<int64_t> repaired_studies;
     {
       Stmt s(db_, "SELECT id, spec_json, state, seed, created_ms FROM studies ORDER BY id");
       for (;;) {
@@ -272,8 +425,18 @@ class SqliteStorage final : public Storage {
         Study st;
         st.id = s.Int(0);
         st.spec_json = s.Text(1);
-        st.state = StateFromName(s.Text(2), {StudyState::kRunning, StudyState::kCompleted,
-                                             StudyState::kStopped});
+        auto state = StateFromName(s.Text(2), {StudyState::kRunning, StudyState::kCompleted,
+                                               StudyState::kStopped});
+        if (state) {
+          st.state = *state;
+        } else {
+          // It hands out nothing more; its trials are kept.
+          st.state = StudyState::kStopped;
+          repaired_studies.push_back(st.id);
+          Log(Level::kWarning,
+              absl::StrCat("corrupt row in ", path_, ": table studies, id ", st.id, ": state ", Quote(s.Text(2)),
+                           " is not a study state (RUNNING, COMPLETED, STOPPED); the study is now STOPPED"));
+        }
         st.seed = static_cast<uint64_t>(s.Int(3));
         st.created = FromMs(s.Int(4));
         study_index[st.id] = studies.size();
@@ -281,6 +444,7 @@ class SqliteStorage final : public Storage {
       }
     }
     std::map<int64_t, std::pair<size_t, size_t>> trial_index;  // id -> (study, number)
+    std::vector<Trial> repaired_trials;
     {
       Stmt s(db_,
              "SELECT id, study_id, number, state, params_json, value, best_step, final_metrics_json,"
@@ -290,19 +454,34 @@ class SqliteStorage final : public Storage {
         ASSIGN_OR_RETURN(bool row, s.Step());
         if (!row) break;
         Trial t;
+        std::vector<std::string> problems;
         t.id = s.Int(0);
         t.study_id = s.Int(1);
-        t.number = static_cast<int>(s.Int(2));
-        t.state = StateFromName(s.Text(3), {TrialState::kWaiting, TrialState::kRunning,
-                                            TrialState::kCompleted, TrialState::kPruned,
-                                            TrialState::kFailed});
-        t.params = ParamsFromJson(json::parse(s.Text(4), nullptr, false));
+        const int64_t number = s.Int(2);
+        t.number = static_cast<int>(number);
+        auto state = StateFromName(s.Text(3), {TrialState::kWaiting, TrialState::kRunning,
+                                               TrialState::kCompleted, TrialState::kPruned,
+                                               TrialState::kFailed});
+        if (!state) problems.push_back(absl::StrCat("state ", Quote(s.Text(3)), " is not a trial state"));
+        t.state = state.value_or(TrialState::kFailed);
+        std::string params_problem;
+        t.params = ParamsFromJson(s.Text(4), &params_problem);
+        if (!params_problem.empty()) problems.push_back(params_problem);
         if (!s.IsNull(5)) t.value = s.Double(5);
         t.best_step = static_cast<int>(s.Int(6));
         t.final_metrics = MetricsFromJson(s.Text(7));
         t.reason = s.Text(8);
         t.worker = s.Text(9);
-        t.retry_of = static_cast<int>(s.Int(10));
+        // A retry is always made after the trial it repeats: anything else (a cycle among
+        // them) is corrupt, and would make every walk along the chain endless.
+        const int64_t retry_of = s.Int(10);
+        t.retry_of = static_cast<int>(retry_of);
+        bool bad_retry = false;
+        if (retry_of < -1 || (retry_of >= 0 && retry_of >= number)) {
+          problems.push_back(absl::StrCat("retry_of ", retry_of, " does not name an earlier trial of the study"));
+          t.retry_of = -1;
+          bad_retry = true;
+        }
         t.retried = s.Int(11) != 0;
         t.created = FromMs(s.Int(12));
         t.started = FromMs(s.IsNull(13) ? 0 : s.Int(13));
@@ -310,11 +489,35 @@ class SqliteStorage final : public Storage {
         if (!s.IsNull(15)) t.data = DataFromJson(s.Text(15));
         if (!s.IsNull(16)) t.classes = ClassesFromJson(s.Text(16));
         auto it = study_index.find(t.study_id);
-        if (it == study_index.end()) continue;
+        if (it == study_index.end()) {
+          Log(Level::kWarning, absl::StrCat("corrupt row in ", path_, ": table trials, id ", t.id, ": study ",
+                                            t.study_id, " does not exist; the row is ignored"));
+          continue;
+        }
         auto& trials = studies[it->second].trials;
-        if (t.number != static_cast<int>(trials.size())) {
-          return absl::DataLossError(absl::StrCat("study ", t.study_id, " is missing trial number ",
-                                                  trials.size()));
+        if (number != static_cast<int64_t>(trials.size())) {
+          return absl::DataLossError(absl::StrCat(
+              "corrupt database ", path_, ": table trials, id ", t.id, ": study ", t.study_id,
+              " has trial number ", number, " where number ", trials.size(),
+              " should be (each study's trials are numbered 0, 1, 2, ...). Restore the database from a "
+              "backup, or renumber that study's trials with sqlite3 (on a copy)"));
+        }
+        if (!problems.empty()) {
+          // Only a bad retry_of, on a finished trial: its result stands, the link is dropped.
+          const bool keep_state = problems.size() == 1 && bad_retry && IsFinished(t.state);
+          std::string what = absl::StrJoin(problems, "; ");
+          // A row already FAILED keeps its own reason; an unknown state is never FAILED yet.
+          if (!keep_state && (!state || t.state != TrialState::kFailed)) {
+            t.state = TrialState::kFailed;
+            t.reason = absl::StrCat("corrupt row (table trials, id ", t.id, "): ", what,
+                                    "; failed when hpo-server started");
+            if (t.finished == absl::InfinitePast()) t.finished = absl::Now();
+          }
+          Log(Level::kWarning,
+              absl::StrCat("corrupt row in ", path_, ": table trials, id ", t.id, " (trial ", t.number,
+                           " of study ", t.study_id, "): ", what, "; the trial is ", StateName(t.state),
+                           keep_state ? " (kept)" : " and is never handed out"));
+          repaired_trials.push_back(t);
         }
         trial_index[t.id] = {it->second, trials.size()};
         trials.push_back(std::move(t));
@@ -336,35 +539,69 @@ class SqliteStorage final : public Storage {
         studies[it->second.first].trials[it->second.second].measurements.push_back(std::move(m));
       }
     }
+    if (!repaired_studies.empty() || !repaired_trials.empty()) {
+      // Written back so that the database says what the coordinator acts on. The original
+      // params_json is kept for whoever looks into it. A failure here is not fatal: the repair
+      // is made again at the next start.
+      absl::Status s = Transaction([&]() -> absl::Status {
+        for (int64_t id : repaired_studies) {
+          Stmt u(db_, "UPDATE studies SET state=? WHERE id=?");
+          u.Bind(1, std::string(StateName(StudyState::kStopped))).Bind(2, id);
+          RETURN_IF_ERROR(u.Run());
+        }
+        for (const Trial& t : repaired_trials) {
+          Stmt u(db_, "UPDATE trials SET state=?, reason=?, retry_of=?, finished_ms=? WHERE id=?");
+          u.Bind(1, std::string(StateName(t.state))).Bind(2, t.reason).Bind(3, t.retry_of)
+              .Bind(4, ToMs(t.finished)).Bind(5, t.id);
+          RETURN_IF_ERROR(u.Run());
+        }
+        return absl::OkStatus();
+      });
+      if (!s.ok()) {
+        Log(Level::kWarning, absl::StrCat("could not write the repaired rows back to ", path_, ": ", s.message()));
+      }
+    }
     return studies;
   }
 
   absl::StatusOr<int64_t> CreateStudy(const Study& study) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "INSERT INTO studies(name, spec_json, state, seed, created_ms) VALUES(?,?,?,?,?)");
-    s.Bind(1, study.spec.name).Bind(2, study.spec_json).Bind(3, std::string(StateName(study.state)))
-        .Bind(4, static_cast<int64_t>(study.seed)).Bind(5, ToMs(study.created));
-    RETURN_IF_ERROR(s.Run());
-    return sqlite3_last_insert_rowid(db_);
+    int64_t id = 0;
+    RETURN_IF_ERROR(Write([&]() -> absl::Status {
+      Stmt s(db_, "INSERT INTO studies(name, spec_json, state, seed, created_ms) VALUES(?,?,?,?,?)");
+      s.Bind(1, study.spec.name).Bind(2, study.spec_json).Bind(3, std::string(StateName(study.state)))
+          .Bind(4, static_cast<int64_t>(study.seed)).Bind(5, ToMs(study.created));
+      RETURN_IF_ERROR(s.Run());
+      id = sqlite3_last_insert_rowid(db_);
+      return absl::OkStatus();
+    }));
+    return id;
   }
 
   absl::Status UpdateStudyState(int64_t study_id, StudyState state) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "UPDATE studies SET state=? WHERE id=?");
-    s.Bind(1, std::string(StateName(state))).Bind(2, study_id);
-    return s.Run();
+    return Write([&]() -> absl::Status {
+      Stmt s(db_, "UPDATE studies SET state=? WHERE id=?");
+      s.Bind(1, std::string(StateName(state))).Bind(2, study_id);
+      return s.Run();
+    });
   }
 
   absl::StatusOr<int64_t> CreateTrial(const Trial& t) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_,
-           "INSERT INTO trials(study_id, number, state, params_json, retry_of, worker, created_ms,"
-           " started_ms) VALUES(?,?,?,?,?,?,?,?)");
-    s.Bind(1, t.study_id).Bind(2, t.number).Bind(3, std::string(StateName(t.state)))
-        .Bind(4, ParamsToJson(t.params).dump()).Bind(5, t.retry_of).Bind(6, t.worker)
-        .Bind(7, ToMs(t.created)).Bind(8, ToMs(t.started));
-    RETURN_IF_ERROR(s.Run());
-    return sqlite3_last_insert_rowid(db_);
+    int64_t id = 0;
+    RETURN_IF_ERROR(Write([&]() -> absl::Status {
+      Stmt s(db_,
+             "INSERT INTO trials(study_id, number, state, params_json, retry_of, worker, created_ms,"
+             " started_ms) VALUES(?,?,?,?,?,?,?,?)");
+      s.Bind(1, t.study_id).Bind(2, t.number).Bind(3, std::string(StateName(t.state)))
+          .Bind(4, ParamsToJson(t.params).dump()).Bind(5, t.retry_of).Bind(6, t.worker)
+          .Bind(7, ToMs(t.created)).Bind(8, ToMs(t.started));
+      RETURN_IF_ERROR(s.Run());
+      id = sqlite3_last_insert_rowid(db_);
+      return absl::OkStatus();
+    }));
+    return id;
   }
 
   absl::Status UpdateTrial(const Trial& t, const Measurement* m) override {
@@ -398,39 +635,162 @@ class SqliteStorage final : public Storage {
   absl::Status Transaction(const std::function<absl::Status()>& body) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     if (in_transaction_) return body();
-    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    in_transaction_ = true;
-    absl::Status s = body();
-    in_transaction_ = false;
-    if (!s.ok()) {
-      (void)Exec("ROLLBACK");
+    return Write([&]() -> absl::Status {
+      RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+      in_transaction_ = true;
+      absl::Status s = body();
+      in_transaction_ = false;
+      if (!s.ok()) {
+        (void)Exec("ROLLBACK");
+        return s;
+      }
+      s = Exec("COMMIT");
+      if (!s.ok()) (void)Exec("ROLLBACK");
       return s;
-    }
-    s = Exec("COMMIT");
-    if (!s.ok()) (void)Exec("ROLLBACK");
-    return s;
+    });
+  }
+
+  absl::Status ExecForTesting(const std::string& sql) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return Exec(sql);
   }
 
  private:
-  absl::Status Exec(const std::string& sql) {
+  std::string WalPath() const { return path_ + "-wal"; }
+
+  void Log(Level level, const std::string& line) {
+    if (options_.log) options_.log(level, line);
+  }
+
+  absl::Status NotHpo(const std::string& what) const {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path_, " is not an hpo database: ", what, ". Give --db the hpo database, or a path that does "
+        "not exist yet to start a new one"));
+  }
+
+  absl::Status Damaged(const std::string& what) const {
+    return absl::DataLossError(absl::StrCat(
+        "the database ", path_, " is damaged (PRAGMA quick_check: ", what, "). Restore it from a backup, or "
+        "salvage what is left with `sqlite3 ", path_, " .recover | sqlite3 NEW.db` and start on NEW.db"));
+  }
+
+  // One write outside any transaction of ours (a single statement, or a whole transaction),
+  // acknowledged only when the files it went to are still the database's: checked before, so
+  // that nothing is written into a deleted file, and after, so that nothing is acknowledged
+  // that went into one.
+  absl::Status Write(const std::function<absl::Status()>& body) {
+    if (in_transaction_) return body();
+    RETURN_IF_ERROR(CheckFiles());
+    absl::Status s = body();
+    if (s.ok()) s = CheckFiles();
+    if (s.code() == absl::StatusCode::kResourceExhausted) {
+      ++refused_while_full_;
+      if (!full_) {
+        full_ = true;
+        Log(Level::kError, absl::StrCat("the disk holding the database ", path_, " is full (", s.message(),
+                                        "): writes are refused with RESOURCE_EXHAUSTED until space is "
+                                        "freed; reads go on; nothing acknowledged is lost"));
+      }
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the disk holding the database ", path_, " is full (", s.message(), "): nothing was stored; "
+          "free space there and try again (the coordinator resumes writing by itself)"));
+    }
+    if (s.ok() && full_) {
+      full_ = false;
+      Log(Level::kInfo, absl::StrCat("writes to ", path_, " succeed again (", refused_while_full_,
+                                     " refused while the disk was full)"));
+      refused_while_full_ = 0;
+    }
+    return s;
+  }
+
+  // OK while the path and its -wal still name the files this connection has open. Once not,
+  // every later write gets the same kUnavailable.
+  absl::Status CheckFiles() {
+    if (!broken_.ok() || memory_) return broken_;
+    std::string what = WhatBecameOf(path_, db_id_);
+    int moved = 0;
+    if (what.empty() && sqlite3_file_control(db_, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+        moved != 0) {
+      what = absl::StrCat(path_, " was deleted or replaced");
+    }
+    const bool wal_only = what.empty();
+    if (what.empty() && wal_id_.present) what = WhatBecameOf(WalPath(), wal_id_);
+    if (what.empty()) return absl::OkStatus();
+    std::string saved;
+    if (wal_only) {
+      // The database file is intact: move what was committed out of the lost WAL into it, so
+      // that nothing acknowledged is lost even if this process is killed.
+      absl::Status s = Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      saved = s.ok() ? absl::StrCat("; everything acknowledged until now was saved into ", path_)
+                     : absl::StrCat("; saving what was acknowledged into ", path_, " failed: ", s.message());
+    }
+    broken_ = absl::UnavailableError(absl::StrCat(
+        "the database file ", what, " while hpo-server was running; it refuses every write from now on",
+        saved, ". Restart hpo-server (on the restored file, or a new one)"));
+    Log(Level::kError, std::string(broken_.message()));
+    return broken_;
+  }
+
+  // Between writes: notices a deleted or replaced file (and saves a lost WAL's content) even
+  // while nothing is written, until the first finding.
+  void Watch() {
+    std::unique_lock<std::mutex> lock(watch_mu_);
+    while (!watch_cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.check_interval),
+                               [&] { return stopping_; })) {
+      std::lock_guard<std::recursive_mutex> db_lock(mu_);  // never inside a write: those hold mu_
+      if (!CheckFiles().ok()) return;
+    }
+  }
+
+  absl::Status Exec(const std::string& sql, int* rc_out = nullptr) {
     char* err = nullptr;
     int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+    if (rc_out != nullptr) *rc_out = rc;
     if (rc != SQLITE_OK) {
       std::string msg = err ? err : sqlite3_errstr(rc);
       sqlite3_free(err);
-      return absl::InternalError(absl::StrCat("sqlite: ", msg));
+      return SqlError(rc, absl::StrCat("sqlite: ", msg));
     }
     return absl::OkStatus();
   }
 
   std::recursive_mutex mu_;
   sqlite3* db_;
+  const std::string path_;
+  const SqliteStorageOptions options_;
   bool in_transaction_ = false;
+  bool memory_ = true;
+  FileId db_id_, wal_id_;
+  absl::Status broken_;  // set once the files were deleted or replaced
+  bool full_ = false;    // the last write failed for a full disk
+  int64_t refused_while_full_ = 0;
+  // The background check (Watch).
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool stopping_ = false;
+  std::thread watcher_;
 };
+
+// A non-empty file that does not start as every SQLite database does.
+bool NotSqlite(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;  // missing (created) or unreadable (SQLite says why)
+  char header[16] = {};
+  in.read(header, sizeof(header));
+  const std::streamsize n = in.gcount();
+  if (n == 0) return false;  // empty: SQLite makes it a database
+  return n < 16 || std::memcmp(header, "SQLite format 3\0", 16) != 0;
+}
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Storage>> OpenSqliteStorage(const std::string& path) {
+absl::StatusOr<std::unique_ptr<Storage>> OpenSqliteStorage(const std::string& path, SqliteStorageOptions options) {
+  if (NotSqlite(path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is not an hpo database: not a SQLite file. Give --db the hpo database, or a path that does "
+        "not exist yet to start a new one"));
+  }
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (rc != SQLITE_OK) {
@@ -439,9 +799,15 @@ absl::StatusOr<std::unique_ptr<Storage>> OpenSqliteStorage(const std::string& pa
     return absl::FailedPreconditionError(absl::StrCat("cannot open database ", path, ": ", msg));
   }
   sqlite3_busy_timeout(db, 2000);
-  auto storage = std::make_unique<SqliteStorage>(db);
-  RETURN_IF_ERROR(storage->Init(path));
+  auto storage = std::make_unique<SqliteStorage>(db, path, std::move(options));
+  RETURN_IF_ERROR(storage->Init());
   return std::unique_ptr<Storage>(std::move(storage));
+}
+
+absl::Status ExecSqlForTesting(Storage& storage, const std::string& sql) {
+  auto* s = dynamic_cast<SqliteStorage*>(&storage);
+  if (s == nullptr) return absl::InvalidArgumentError("not a SQLite storage");
+  return s->ExecForTesting(sql);
 }
 
 }  // namespace hpo::server

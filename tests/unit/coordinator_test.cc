@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <future>
+#include <iostream>
 #include <filesystem>
 #include <set>
 
@@ -440,6 +443,52 @@ TEST_F(CoordinatorTest, AGridStudyEndsWhenEveryPointHasRun) {
   ASSERT_THAT(none, IsOk());
   EXPECT_FALSE(none->has_value());
   EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
+}
+
+// A storage that loads a retry_of cycle (trial 0 <-> trial 1, trial 1 RUNNING) as no SQLite
+// storage would any longer: the coordinator must not trust it to walk the chain.
+class CyclicStorage final : public Storage {
+ public:
+  explicit CyclicStorage(std::unique_ptr<Storage> inner) : inner_(std::move(inner)) {}
+  absl::StatusOr<std::vector<Study>> LoadAll() override {
+    auto studies = inner_->LoadAll();
+    if (studies.ok() && !studies->empty() && studies->front().trials.size() >= 2) {
+      studies->front().trials[0].retry_of = 1;
+      studies->front().trials[1].retry_of = 0;
+    }
+    return studies;
+  }
+  absl::StatusOr<int64_t> CreateStudy(const Study& s) override { return inner_->CreateStudy(s); }
+  absl::Status UpdateStudyState(int64_t id, StudyState st) override { return inner_->UpdateStudyState(id, st); }
+  absl::StatusOr<int64_t> CreateTrial(const Trial& t) override { return inner_->CreateTrial(t); }
+  absl::Status UpdateTrial(const Trial& t, const Measurement* m) override { return inner_->UpdateTrial(t, m); }
+  absl::Status Transaction(const std::function<absl::Status()>& body) override { return inner_->Transaction(body); }
+
+ private:
+  std::unique_ptr<Storage> inner_;
+};
+
+TEST_F(CoordinatorTest, TheLeaseReaperEndsEvenOnARetryOfCycle) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  ASSERT_THAT(c_->FailTrial(a.trial.id, "crash", /*retry=*/true), IsOk());
+  Assignment b = Ask();
+  ASSERT_EQ(b.trial.number, 1);
+  c_.reset();
+  auto storage = OpenSqliteStorage(db_.string());
+  ASSERT_THAT(storage, IsOk());
+  auto c = Coordinator::Open(std::make_unique<CyclicStorage>(std::move(*storage)), &clock_, CoordinatorOptions{});
+  ASSERT_THAT(c, IsOk());
+  c_ = std::move(*c);
+  clock_.Advance(absl::Minutes(5));
+  // Before: RetryDepth followed 1 -> 0 -> 1 -> ... forever, holding the coordinator's lock.
+  auto reaped = std::async(std::launch::async, [&] { return c_->ReapExpiredLeases(); });
+  if (reaped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::cerr << "ReapExpiredLeases is still running after 10 s: a retry_of cycle\n";
+    std::_Exit(1);
+  }
+  EXPECT_EQ(reaped.get(), 1);
+  EXPECT_EQ(c_->GetStudy(1)->trials[1].state, TrialState::kFailed);
 }
 
 }  // namespace
