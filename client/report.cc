@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -201,22 +202,34 @@ std::string Parallel(const hpo::v1::Study& s, const std::vector<hpo::v1::Trial>&
   return svg + "</svg>";
 }
 
+// Horizontal bars on [0, 1]; with `spread` (one per bar), a whisker of +- spread and "mean +- spread".
 std::string Bars(const std::string& id, const std::vector<std::pair<std::string, double>>& bars,
-                 const std::string& label) {
+                 const std::string& label, const std::vector<double>& spread = {}) {
   Plot p{0, 1, 0, 1};
   p.h = 40 + 22.0 * bars.size();
   p.left = 150;
+  const double span = p.w - p.left - 60 - (spread.empty() ? 0 : 40);
   std::string svg = absl::StrFormat("<svg class=\"chart\" data-chart=\"%s\" viewBox=\"0 0 %g %g\" width=\"%g\" "
                                     "height=\"%g\">",
                                     id, p.w, p.h, p.w, p.h);
   for (size_t i = 0; i < bars.size(); ++i) {
-    const double y = 10 + 22.0 * i;
+    const double y = 10 + 22.0 * i, v = bars[i].second;
+    const double sd = i < spread.size() ? spread[i] : -1;
+    double text_x = p.left + v * span + 4;
     absl::StrAppend(&svg, absl::StrFormat("<text x=\"%g\" y=\"%g\" font-size=\"11\" text-anchor=\"end\">%s</text>"
                                           "<rect class=\"series bar\" x=\"%g\" y=\"%g\" width=\"%.1f\" height=\"16\" "
-                                          "fill=\"#3465a4\"/><text x=\"%.1f\" y=\"%g\" font-size=\"10\">%.3f</text>",
-                                          p.left - 6, y + 12, Esc(bars[i].first), p.left, y,
-                                          std::max(1.0, bars[i].second * (p.w - p.left - 60)),
-                                          p.left + bars[i].second * (p.w - p.left - 60) + 4, y + 12, bars[i].second));
+                                          "fill=\"#3465a4\"/>",
+                                          p.left - 6, y + 12, Esc(bars[i].first), p.left, y, std::max(1.0, v * span)));
+    if (sd >= 0) {
+      const double a = p.left + std::max(0.0, v - sd) * span, b = p.left + std::min(1.0, v + sd) * span;
+      absl::StrAppend(&svg, absl::StrFormat("<path class=\"whisker\" d=\"M%.1f %g H%.1f M%.1f %g V%g M%.1f %g V%g\" "
+                                            "stroke=\"#222\" fill=\"none\"/>",
+                                            a, y + 8, b, a, y + 4, y + 12, b, y + 4, y + 12));
+      text_x = std::max(text_x, b + 4);
+    }
+    absl::StrAppend(&svg, absl::StrFormat("<text x=\"%.1f\" y=\"%g\" font-size=\"10\">%s</text>", text_x, y + 12,
+                                          sd >= 0 ? absl::StrFormat("%.2f \u00b1 %.2f", v, sd)
+                                                  : absl::StrFormat("%.3f", v)));
   }
   absl::StrAppend(&svg, absl::StrFormat("<text x=\"%g\" y=\"%g\" font-size=\"11\">%s</text>", p.left, p.h - 8,
                                         Esc(label)));
@@ -296,11 +309,30 @@ std::string RenderReport(const hpo::v1::Study& s, const std::vector<hpo::v1::Tri
                   Curves(trials, best ? best->number() : -1), "</section>");
   absl::StrAppend(&html, "<section><h2>Parallel coordinates (blue: better)</h2>", Parallel(s, trials), "</section>");
   for (const auto& f : findings) {
-    if (f.figures().empty()) continue;
-    std::vector<std::pair<std::string, double>> bars(f.figures().begin(), f.figures().end());
+    // The diagnosis's fANOVA importance: "importance/NAME" (mean over the forest's trees) and
+    // "importance_std/NAME" (their spread), "trees" and "completed_trials".
+    if (f.cause() != "parameter importance") continue;
+    std::vector<std::pair<std::string, double>> bars;
+    for (const auto& [k, v] : f.figures()) {
+      if (absl::StartsWith(k, "importance/")) bars.emplace_back(k.substr(11), v);
+    }
+    if (bars.empty()) continue;
     std::sort(bars.begin(), bars.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::vector<double> spread;
+    for (const auto& [name, v] : bars) {
+      auto it = f.figures().find("importance_std/" + name);
+      spread.push_back(it == f.figures().end() ? 0.0 : it->second);
+    }
+    const auto figure = [&](const char* k) {
+      auto it = f.figures().find(k);
+      return it == f.figures().end() ? 0 : static_cast<int>(it->second);
+    };
     absl::StrAppend(&html, "<section><h2>Parameter importance</h2>",
-                    Bars("importance", bars, "share of variance between value groups (one-way ANOVA eta squared)"),
+                    Bars("importance", bars,
+                         absl::StrFormat("fANOVA: share of variance, mean \u00b1 sd over %d trees, "
+                                         "%d trials",
+                                         figure("trees"), figure("completed_trials")),
+                         spread),
                     "</section>");
   }
   if (best != nullptr) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "server/core/importance.h"
 #include "server/core/study_summary.h"
 
 namespace hpo::server {
@@ -311,59 +312,46 @@ std::vector<Finding> CheckRangeEdges(const Study& s, const Trial& best) {
 std::optional<Finding> ParameterImportance(const Study& s) {
   std::vector<const Trial*> done;
   for (const Trial& t : s.trials) {
-    if (t.state == TrialState::kCompleted && t.value) done.push_back(&t);
+    if (t.state == TrialState::kCompleted && t.value && std::isfinite(*t.value)) done.push_back(&t);
   }
-  if (static_cast<int>(done.size()) < kMinTrialsForImportance) return std::nullopt;
-  double mean = 0;
-  for (const Trial* t : done) mean += *t->value / done.size();
-  double total = 0;
-  for (const Trial* t : done) total += (*t->value - mean) * (*t->value - mean);
-  if (total <= 0) return std::nullopt;
-  std::vector<std::pair<double, std::string>> shares;
-  for (const ParamSpec& p : s.spec.params) {
-    std::map<std::string, std::vector<double>> groups;
-    std::vector<double> xs;
-    for (const Trial* t : done) {
-      auto it = t->params.find(p.name);
-      if (it != t->params.end() && p.type != ParamType::kCategorical) xs.push_back(Number(it->second));
-    }
-    std::sort(xs.begin(), xs.end());
-    for (const Trial* t : done) {
-      auto it = t->params.find(p.name);
-      std::string key = "inactive";
-      if (it != t->params.end()) {
-        if (p.type == ParamType::kCategorical || xs.size() < 3) {
-          key = ToString(it->second);
-        } else {  // terciles
-          const double x = Number(it->second);
-          key = x <= xs[xs.size() / 3] ? "low" : x <= xs[2 * xs.size() / 3] ? "mid" : "high";
-        }
-      }
-      groups[key].push_back(*t->value);
-    }
-    double between = 0;
-    for (const auto& [k, vals] : groups) {
-      double m = 0;
-      for (double v : vals) m += v / vals.size();
-      between += vals.size() * (m - mean) * (m - mean);
-    }
-    shares.emplace_back(between / total, p.name);
-  }
-  std::sort(shares.rbegin(), shares.rend());
+  const int n = static_cast<int>(done.size());
+  if (n < kMinTrialsForAnyImportance || s.spec.params.empty()) return std::nullopt;
+  const ImportanceResult r = ComputeImportance(s.spec, done);
+  if (r.varying_trees == 0) return std::nullopt;  // every value the same: nothing to explain
+  std::vector<ParamImportance> ranked = r.params;
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const ParamImportance& a, const ParamImportance& b) { return a.effect.mean > b.effect.mean; });
   std::vector<std::string> parts;
   std::map<std::string, double> figures;
-  for (const auto& [share, name] : shares) {
-    parts.push_back(absl::StrFormat("%s %.2f", name, share));
-    figures[name] = share;
+  double explained = 0;
+  for (const ParamImportance& p : ranked) {
+    if (parts.size() < kImportanceNamed) {
+      parts.push_back(absl::StrFormat("%s %.2f \u00b1 %.2f", p.name, p.effect.mean, p.effect.std));
+    } else if (parts.size() == kImportanceNamed) {
+      parts.push_back(absl::StrFormat("%d more, each at most %.2f", static_cast<int>(ranked.size() - kImportanceNamed),
+                                      p.effect.mean));
+    }
+    figures[absl::StrCat(kImportanceFigure, p.name)] = p.effect.mean;
+    figures[absl::StrCat(kImportanceStdFigure, p.name)] = p.effect.std;
+    explained += p.effect.mean;
   }
-  return Finding{"parameter importance",
-                 absl::StrFormat("share of the variance of %s between groups of each parameter's values "
-                                 "(one-way ANOVA eta squared; categorical values or numeric terciles; %d "
-                                 "completed trials): %s",
-                                 s.spec.metric, static_cast<int>(done.size()), absl::StrJoin(parts, ", ")),
-                 absl::StrFormat("narrow or fix the parameters that matter least; spend trials on %s",
-                                 shares.front().second),
-                 0.5, figures};
+  figures["completed_trials"] = n;
+  figures["trees"] = r.trees;
+  const bool few = n < kMinTrialsForImportance;
+  std::string evidence = absl::StrFormat(
+      "%sfANOVA main effects (Hutter et al. 2014) over a random forest of %d trees on %d completed trials: each "
+      "parameter's share of the variance of %s over the search space, mean \u00b1 standard deviation across the "
+      "trees: %s; main effects explain %.2f in all, the rest is interactions",
+      few ? absl::StrFormat("low confidence: only %d completed trials, too few (fewer than %d) to rank parameters "
+                            "reliably; ",
+                            n, kMinTrialsForImportance)
+          : "",
+      r.trees, n, s.spec.metric, absl::StrJoin(parts, ", "), explained);
+  std::string suggestion =
+      few ? absl::StrFormat("complete at least %d trials before narrowing the search space by importance",
+                            kMinTrialsForImportance)
+          : absl::StrFormat("narrow or fix the parameters that matter least; spend trials on %s", ranked.front().name);
+  return Finding{"parameter importance", evidence, suggestion, few ? 0.1 : 0.5, figures};
 }
 
 std::optional<Finding> CheckNoise(const Study& s) {

@@ -78,11 +78,18 @@ inline constexpr double kMinorityRatio = 0.5;
 std::vector<Finding> CheckRangeEdges(const Study& s, const Trial& best);
 inline constexpr double kEdgeFraction = 0.05;
 
-// Importance: for each parameter, the share of the completed trials' value
-// variance between groups (categorical values, or numeric terciles): one-way
-// ANOVA's eta squared. Needs at least kMinTrialsForImportance (8) completed trials.
+// Importance: fANOVA (Hutter et al. 2014, server/core/importance.h) over a random forest fitted on the
+// completed trials: each parameter's main effect, the share of the variance of the objective over the
+// search space that the parameter alone explains, as the mean across the forest's trees with its standard
+// deviation. figures: kImportanceFigure + name (mean), kImportanceStdFigure + name (spread),
+// "completed_trials" and "trees"; every parameter is in the figures. From kMinTrialsForAnyImportance (3) completed trials; under
+// kMinTrialsForImportance (8) the finding says the trials are too few and ranks low.
 std::optional<Finding> ParameterImportance(const Study& s);
 inline constexpr int kMinTrialsForImportance = 8;
+inline constexpr int kMinTrialsForAnyImportance = 3;
+inline constexpr size_t kImportanceNamed = 6;  // the evidence names the top 6, then says how many more
+inline constexpr char kImportanceFigure[] = "importance/";
+inline constexpr char kImportanceStdFigure[] = "importance_std/";
 
 // Noise: the two best completed trials differ by less than the larger spread
 // (val_accuracy_std over executions_per_trial) at their best epochs: the ranking is not significant.

@@ -136,8 +136,45 @@ TEST(DiagnosisTest, ImportanceNamesTheParameterThatSplitsTheValues) {
   }
   auto f = ParameterImportance(s);
   ASSERT_TRUE(f.has_value());
-  EXPECT_NE(f->evidence.find("optimizer 1.00"), std::string::npos) << f->evidence;
-  EXPECT_NE(f->evidence.find("eta squared"), std::string::npos);
+  EXPECT_EQ(f->cause, "parameter importance");
+  // fANOVA over a forest, named with its sample size; the optimizer first, with its spread across the trees.
+  EXPECT_NE(f->evidence.find("fANOVA"), std::string::npos) << f->evidence;
+  EXPECT_NE(f->evidence.find("random forest of 64 trees on 10 completed trials"), std::string::npos) << f->evidence;
+  EXPECT_NE(f->evidence.find(": optimizer 0."), std::string::npos) << f->evidence;
+  EXPECT_EQ(f->evidence.find("low confidence"), std::string::npos) << f->evidence;
+  EXPECT_GT(f->figures.at("importance/optimizer"), 0.7);
+  EXPECT_LT(f->figures.at("importance/learning_rate"), 0.2);
+  EXPECT_GT(f->figures.at("importance_std/optimizer"), 0);
+  EXPECT_TRUE(f->figures.count("importance_std/learning_rate"));
+  EXPECT_EQ(f->figures.at("completed_trials"), 10);
+  EXPECT_EQ(f->figures.at("trees"), 64);
+  EXPECT_NE(f->suggestion.find("spend trials on optimizer"), std::string::npos) << f->suggestion;
+  // The same trials, the same figures.
+  EXPECT_EQ(ParameterImportance(s)->figures, f->figures);
+  // Diagnose ends with it.
+  EXPECT_EQ(Diagnose(s, -1).back().evidence, f->evidence);
+}
+
+TEST(DiagnosisTest, ImportanceFromFewTrialsSaysSo) {
+  Study s = MakeStudy(json::parse(R"([{"name": "learning_rate", "type": "float", "low": 0.0001, "high": 0.1, "log": true},
+                                      {"name": "optimizer", "type": "categorical", "choices": ["adam", "sgd"]}])"));
+  for (int i = 0; i < 5; ++i) {
+    Trial t = Curve(i, {i % 2 ? 0.85 : 0.6}, {0.8}, 0.0001 * (i + 1));
+    t.params["optimizer"] = std::string(i % 2 ? "adam" : "sgd");
+    s.trials.push_back(t);
+  }
+  auto f = ParameterImportance(s);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_NE(f->evidence.find("low confidence: only 5 completed trials, too few (fewer than 8)"), std::string::npos)
+      << f->evidence;
+  EXPECT_LT(f->severity, 0.5);
+  EXPECT_EQ(f->figures.at("completed_trials"), 5);
+  s.trials.resize(2);  // two: nothing at all
+  EXPECT_FALSE(ParameterImportance(s));
+  // Every value the same: nothing to explain.
+  s.trials.clear();
+  for (int i = 0; i < 10; ++i) s.trials.push_back(Curve(i, {0.7}, {0.8}, 0.0001 * (i + 1)));
+  EXPECT_FALSE(ParameterImportance(s));
 }
 
 TEST(DiagnosisTest, NoiseWhenTheTopTrialsDifferLessThanTheSeedSpread) {

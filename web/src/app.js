@@ -334,15 +334,23 @@
         f.suggestion ? el("div", { class: "try", text: "try: " + f.suggestion }) : null))
         : [el("p", { class: "muted", text: "Nothing to report yet (the diagnosis needs completed trials)." })]));
       if (!charts.importance) return;
+      // The diagnosis's fANOVA importance: figures "importance/NAME" (mean over the forest's trees),
+      // "importance_std/NAME" (their spread across the trees), "trees" and "completed_trials".
       const imp = findings.find((f) => f.cause === "parameter importance");
-      const entries = imp ? Object.entries(imp.figures).filter(([, v]) => v !== null).sort((a, b) => a[1] - b[1]) : [];
+      const figs = imp ? imp.figures : {};
+      const entries = Object.entries(figs).filter(([k, v]) => k.startsWith("importance/") && v !== null)
+        .map(([k, v]) => ({ name: k.slice("importance/".length), value: v, sd: figs["importance_std/" + k.slice("importance/".length)] || 0 }))
+        .sort((a, b) => a.value - b.value);
+      const few = imp && figs.completed_trials < 8;
       charts.importance.setOption({
-        animation: false, tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
-        title: entries.length ? undefined : { text: "from 8 completed trials on", left: "center", top: "middle", textStyle: { color: "#9ca3af", fontSize: 13 } },
-        grid: { left: 120, right: 20, top: 10, bottom: 30 },
-        xAxis: { type: "value", name: "share of variance", nameLocation: "middle", nameGap: 22 },
-        yAxis: { type: "category", data: entries.map((e) => e[0]) },
-        series: [{ id: "importance", type: "bar", data: entries.map((e) => e[1]), itemStyle: { color: "#2563eb" } }],
+        animation: false,
+        tooltip: { trigger: "item", formatter: (p) => esc(p.name) + ": <b>" + p.value.toFixed(2) + " ± " + p.data.sd.toFixed(2) + "</b> (sd over " + figs.trees + " trees, " + figs.completed_trials + " trials)" },
+        title: entries.length ? undefined : { text: "from 3 completed trials on", left: "center", top: "middle", textStyle: { color: "#9ca3af", fontSize: 13 } },
+        grid: { left: 120, right: 70, top: 10, bottom: 30 },
+        xAxis: { type: "value", max: 1, name: entries.length ? "fANOVA share of variance, ± sd over " + figs.trees + " trees, " + figs.completed_trials + " trials" + (few ? " (too few: low confidence)" : "") : "share of variance", nameLocation: "middle", nameGap: 22 },
+        yAxis: { type: "category", data: entries.map((e) => e.name) },
+        series: [{ id: "importance", type: "bar", data: entries, itemStyle: { color: few ? "#9ca3af" : "#2563eb" },
+                   label: { show: true, position: "right", fontSize: 10, formatter: (p) => p.value.toFixed(2) + " ± " + p.data.sd.toFixed(2) } }],
       }, { replaceMerge: ["series", "title"] });
     }
 
