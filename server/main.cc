@@ -14,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "proto/common/json_log.h"
 #include "server/core/coordinator.h"
 #include "server/http/http_server.h"
 #include "server/http/prometheus_metrics.h"
@@ -33,12 +34,18 @@ ABSL_FLAG(bool, http_allow_remote, false,
           "allow --http on an address other than loopback (no authentication)");
 ABSL_FLAG(std::string, http_port_file, "", "if set, write the HTTP port actually bound to this file");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, log_format, "text", "text, or json: one object a line with study, trial and worker fields");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("hpo-server --listen=HOST:PORT --db=PATH: the hpo coordinator");
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e [server] %^%l%$ %v");
+  if (absl::Status s = hpo::SetLogFormat(absl::GetFlag(FLAGS_log_format), "%Y-%m-%d %H:%M:%S.%e [server] %^%l%$ %v",
+                                         "server");
+      !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
+    return 2;
+  }
 
   // SIGINT/SIGTERM are taken by a dedicated thread (sigwait), so block them everywhere.
   sigset_t signals;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "proto/common/json_log.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,7 @@ ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: all cores)");
 ABSL_FLAG(std::string, worker_id, "", "name of this worker (default HOST:PID)");
 ABSL_FLAG(int, max_trials, 0, "exit after running this many trials (0: run until stopped)");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
+ABSL_FLAG(std::string, log_format, "text", "text, or json: one object a line with study, trial and worker fields");
 ABSL_FLAG(bool, malloc_tuning, true,
           "raise glibc's mmap and trim thresholds so batch buffers are reused instead of returned to the OS");
 
@@ -67,7 +69,13 @@ int main(int argc, char** argv) {
     gethostname(host, sizeof(host) - 1);
     worker_id = absl::StrCat(host, ":", getpid());
   }
-  spdlog::set_pattern(absl::StrCat("%Y-%m-%d %H:%M:%S.%e [worker ", worker_id, "] %^%l%$ %v"));
+  if (absl::Status s = hpo::SetLogFormat(absl::GetFlag(FLAGS_log_format),
+                                         absl::StrCat("%Y-%m-%d %H:%M:%S.%e [worker ", worker_id, "] %^%l%$ %v"),
+                                         "worker", worker_id);
+      !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
+    return 2;
+  }
 
   // Threads first, before any LibTorch work (see README "Performance").
   int threads = absl::GetFlag(FLAGS_threads);
