@@ -81,4 +81,17 @@ bool IsFinished(TrialState s) {
   return s == TrialState::kCompleted || s == TrialState::kPruned || s == TrialState::kFailed;
 }
 
+nlohmann::json ToJson(const DataReport& d) {
+  return {{"format", d.format},
+          {"class_names", d.class_names},
+          {"train_images", d.train_images},
+          {"val_images", d.val_images},
+          {"test_images", d.test_images},
+          {"channels", d.channels},
+          {"height", d.height},
+          {"width", d.width},
+          {"skipped_files", d.skipped_files},
+          {"skipped_examples", d.skipped_examples}};
+}
+
 }  // namespace hpo::server

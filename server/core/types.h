@@ -95,6 +95,8 @@ struct DataReport {
   int64_t skipped_files = 0;                // files that are not usable images
   std::vector<std::string> skipped_examples;  // the first few, each "path: why"
 };
+// The report as a JSON object, as stored (SQLite) and served (/api): one spelling of its keys.
+nlohmann::json ToJson(const DataReport& d);
 bool operator==(const DataReport& a, const DataReport& b);
 inline bool operator!=(const DataReport& a, const DataReport& b) { return !(a == b); }
 

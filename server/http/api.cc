@@ -141,17 +141,7 @@ json TrialJson(const Trial& t, bool with_measurements) {
     j["measurements"] = ms;
   }
   if (t.data.has_value()) {
-    const DataReport& d = *t.data;
-    j["data"] = {{"format", d.format},
-                 {"class_names", d.class_names},
-                 {"train_images", d.train_images},
-                 {"val_images", d.val_images},
-                 {"test_images", d.test_images},
-                 {"channels", d.channels},
-                 {"height", d.height},
-                 {"width", d.width},
-                 {"skipped_files", d.skipped_files},
-                 {"skipped_examples", d.skipped_examples}};
+    j["data"] = ToJson(*t.data);
   } else {
     j["data"] = nullptr;
   }

@@ -122,19 +122,6 @@ std::map<std::string, double> MetricsFromJson(const std::string& text) {
 // make the write throw, so anything else is replaced rather than refused here.
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-json DataToJson(const DataReport& d) {
-  return {{"format", d.format},
-          {"class_names", d.class_names},
-          {"train_images", d.train_images},
-          {"val_images", d.val_images},
-          {"test_images", d.test_images},
-          {"channels", d.channels},
-          {"height", d.height},
-          {"width", d.width},
-          {"skipped_files", d.skipped_files},
-          {"skipped_examples", d.skipped_examples}};
-}
-
 json ClassesToJson(const ClassReport& c) {
   return {{"train_count", c.train_count},
           {"val_count", c.val_count},
@@ -621,7 +608,7 @@ class SqliteStorage final : public Storage {
           .Bind(4, MetricsToJson(t.final_metrics).dump()).Bind(5, t.reason).Bind(6, t.worker)
           .Bind(7, t.retried ? 1 : 0).Bind(8, ToMs(t.started)).Bind(9, ToMs(t.finished))
           .Bind(10, ParamsToJson(t.params).dump())
-          .BindText(11, t.data ? std::optional<std::string>(Dump(DataToJson(*t.data))) : std::nullopt)
+          .BindText(11, t.data ? std::optional<std::string>(Dump(ToJson(*t.data))) : std::nullopt)
           .BindText(12, t.classes ? std::optional<std::string>(Dump(ClassesToJson(*t.classes))) : std::nullopt)
           .Bind(13, t.id);
       RETURN_IF_ERROR(s.Run());
