@@ -10,6 +10,7 @@
 #include <set>
 
 #include "server/storage/sqlite_storage.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace hpo::server {
@@ -18,14 +19,7 @@ namespace {
 using ::hpo::testing::IsOk;
 using ::hpo::testing::StatusIs;
 
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
-};
+using hpo::testing::FakeClock;
 
 constexpr char kSpec[] = R"({
   "name": "unit", "task": {"type": "cnn", "dataset": "d", "max_epochs": 3},

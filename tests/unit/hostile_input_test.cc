@@ -13,6 +13,7 @@
 #include "hpo/v1/coordinator.grpc.pb.h"
 #include "server/rpc/coordinator_service.h"
 #include "server/storage/sqlite_storage.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace hpo::server {
@@ -20,10 +21,7 @@ namespace {
 
 using ::hpo::testing::IsOk;
 
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() const override { return absl::FromUnixSeconds(1'800'000'000); }
-};
+using hpo::testing::FakeClock;
 
 // SQLite storage that throws from the next write when asked to: stands in for any bug that
 // lets an exception out of the coordinator.

@@ -19,6 +19,7 @@
 #include "server/core/coordinator.h"
 #include "server/storage/sqlite_storage.h"
 #include "tests/testing/process.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
 
 namespace hpo::server {
@@ -30,14 +31,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using Level = SqliteStorageOptions::Level;
 
-class FixedClock final : public Clock {
- public:
-  absl::Time Now() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
-};
+using hpo::testing::FakeClock;
 
 constexpr char kSpec[] = R"({
   "name": "faults", "task": {"type": "cnn", "dataset": "d", "max_epochs": 10000},
@@ -116,7 +110,7 @@ class StorageFaultsTest : public ::testing::Test {
     }
   }
 
-  FixedClock clock_;
+  FakeClock clock_;
   std::filesystem::path dir_;
   std::string path_;
   std::mutex log_mu_;
