@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "proto/common/json_limits.h"
 #include "proto/common/status_macros.h"
 #include "server/core/search_space.h"
 #include "server/core/study_spec.h"
@@ -68,12 +69,21 @@ std::string MisfitParams(const StudySpec& spec, const ParamMap& params) {
 
 }  // namespace
 
+Coordinator::Coordinator(std::unique_ptr<Storage> storage, const Clock* clock, CoordinatorOptions options)
+    : clock_(clock), options_(std::move(options)), storage_(std::move(storage)) {
+  pool_ = std::make_unique<WorkPool>(std::max(1, options_.sampling_threads),
+                                     static_cast<size_t>(std::max(1, options_.max_waiting_asks)));
+}
+
+Coordinator::~Coordinator() { pool_.reset(); }
+
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<Storage> storage,
                                                                const Clock* clock,
                                                                CoordinatorOptions options) {
+  if (!options.make_sampler) options.make_sampler = MakeSampler;
+  if (!options.make_pruner) options.make_pruner = MakePruner;
   ASSIGN_OR_RETURN(std::vector<Study> studies, storage->LoadAll());
   std::unique_ptr<Coordinator> c(new Coordinator(std::move(storage), clock, options));
-  absl::MutexLock lock(&c->mu_);
   const absl::Time now = clock->Now();
   for (Study& s : studies) {
     // Without its spec a study cannot be served at all: start-up is refused with the row and
@@ -86,158 +96,201 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<S
     };
     auto spec = ParseStudySpec(s.spec_json);
     if (!spec.ok()) return unreadable(spec.status());
-    Entry e;
-    e.spec = *spec;
-    s.spec = *spec;
-    auto sampler = MakeSampler(e.spec);
+    auto sampler = c->options_.make_sampler(*spec);
     if (!sampler.ok()) return unreadable(sampler.status());
-    auto pruner = MakePruner(e.spec);
+    auto pruner = c->options_.make_pruner(*spec);
     if (!pruner.ok()) return unreadable(pruner.status());
-    e.sampler = std::move(*sampler);
-    e.pruner = std::move(*pruner);
-    for (Trial& t : s.trials) {
+    s.spec = *spec;
+    auto e = std::make_shared<Entry>(std::move(*spec), std::move(*sampler), std::move(*pruner));
+    std::vector<Trial> trials = std::move(s.trials);
+    absl::MutexLock lock(&e->mu);
+    e->study = std::move(s);
+    e->study.trials.clear();
+    e->study.trials.reserve(trials.size());
+    for (Trial& t : trials) {
       if (t.state != TrialState::kFailed) {
-        if (std::string what = MisfitParams(e.spec, t.params); !what.empty()) {
+        if (std::string what = MisfitParams(e->spec, t.params); !what.empty()) {
           t.state = TrialState::kFailed;
           t.reason = absl::StrCat("corrupt row (table trials, id ", t.id, "): ", what,
                                   "; failed when hpo-server started");
           if (t.finished == absl::InfinitePast()) t.finished = now;
           if (options.warn) options.warn(absl::StrCat(TrialName(t), ": ", t.reason, "; never handed out"));
           // Not written (e.g. a full disk): failed in memory all the same, and again next start.
+          absl::MutexLock slock(&c->storage_mu_);
           if (absl::Status w = c->storage_->UpdateTrial(t, nullptr); !w.ok() && options.warn) {
             options.warn(absl::StrCat("could not store that: ", w.message()));
           }
         }
       }
-      c->trial_index_[t.id] = {s.id, t.number};
-      if (t.state == TrialState::kRunning) c->leases_[t.id] = now + options.lease_timeout;
+      if (t.state == TrialState::kRunning) e->leases[t.id] = Lease{now + options.lease_timeout, ""};
+      c->IndexTrial(t);
+      Put(*e, std::move(t));
     }
-    e.study = std::move(s);
-    const int64_t id = e.study.id;
-    c->studies_.emplace(id, std::move(e));
-    RETURN_IF_ERROR(c->FinishIfDone(c->studies_.at(id)));
+    const int64_t id = e->study.id;
+    {
+      absl::MutexLock mlock(&c->map_mu_);
+      c->studies_.emplace(id, e);
+    }
+    RETURN_IF_ERROR(c->FinishIfDone(*e));
   }
   return c;
 }
 
+void Coordinator::Put(Entry& e, Trial t) {
+  const int n = t.number;
+  auto uses_slot = [](const Trial& x) { return !(x.state == TrialState::kFailed && x.retried) ? 1 : 0; };
+  auto open = [](const Trial& x) { return !IsFinished(x.state) ? 1 : 0; };
+  const bool was_waiting = n < static_cast<int>(e.study.trials.size()) &&
+                           e.study.trials[n].state == TrialState::kWaiting;
+  if (t.state == TrialState::kWaiting && !was_waiting) e.waiting.push_back(n);
+  e.used_slots += uses_slot(t);
+  e.unfinished += open(t);
+  if (n < static_cast<int>(e.study.trials.size())) {
+    e.used_slots -= uses_slot(e.study.trials[n]);
+    e.unfinished -= open(e.study.trials[n]);
+    e.study.trials[n] = std::move(t);
+  } else {
+    e.study.trials.push_back(std::move(t));
+  }
+  e.changed.insert(n);
+}
+
+void Coordinator::IndexTrial(const Trial& t) {
+  absl::MutexLock lock(&map_mu_);
+  trial_index_[t.id] = {t.study_id, t.number};
+}
+
+Coordinator::EntryPtr Coordinator::FindStudy(int64_t study_id) const {
+  absl::ReaderMutexLock lock(&map_mu_);
+  auto it = studies_.find(study_id);
+  return it == studies_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<Coordinator::TrialRef> Coordinator::FindTrial(int64_t trial_id) const {
+  absl::ReaderMutexLock lock(&map_mu_);
+  auto it = trial_index_.find(trial_id);
+  if (it == trial_index_.end()) return absl::NotFoundError(absl::StrCat("no trial with id ", trial_id));
+  auto study = studies_.find(it->second.first);
+  if (study == studies_.end()) return absl::NotFoundError(absl::StrCat("no trial with id ", trial_id));
+  return TrialRef{study->second, it->second.second};
+}
+
 absl::StatusOr<Study> Coordinator::CreateStudy(const std::string& spec_json) {
   ASSIGN_OR_RETURN(StudySpec spec, ParseStudySpec(spec_json));
-  Entry e;
-  ASSIGN_OR_RETURN(e.sampler, MakeSampler(spec));
-  ASSIGN_OR_RETURN(e.pruner, MakePruner(spec));
-  e.study.spec = spec;
-  e.study.spec_json = spec_json;
-  e.study.state = StudyState::kRunning;
-  e.study.seed = spec.seed ? *spec.seed : std::random_device{}() * 0x100000001ULL;
-  e.study.created = clock_->Now();
-  e.spec = std::move(spec);
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(e.study.id, storage_->CreateStudy(e.study));
-  Study copy = e.study;
-  studies_.emplace(copy.id, std::move(e));
-  return copy;
+  ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler, options_.make_sampler(spec));
+  ASSIGN_OR_RETURN(std::unique_ptr<Pruner> pruner, options_.make_pruner(spec));
+  Study study;
+  study.spec = spec;
+  study.spec_json = spec_json;
+  study.state = StudyState::kRunning;
+  study.seed = spec.seed ? *spec.seed : std::random_device{}() * 0x100000001ULL;
+  study.created = clock_->Now();
+  {
+    absl::MutexLock lock(&storage_mu_);
+    ASSIGN_OR_RETURN(study.id, storage_->CreateStudy(study));
+  }
+  auto e = std::make_shared<Entry>(std::move(spec), std::move(sampler), std::move(pruner));
+  {
+    absl::MutexLock lock(&e->mu);
+    e->study = study;
+  }
+  absl::MutexLock lock(&map_mu_);
+  studies_.emplace(study.id, std::move(e));
+  return study;
 }
 
 absl::StatusOr<Study> Coordinator::GetStudy(int64_t study_id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = studies_.find(study_id);
-  if (it == studies_.end()) {
+  EntryPtr e = FindStudy(study_id);
+  if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat("no study with id ", study_id, " (hpoctl list shows them)"));
   }
-  return it->second.study;
+  absl::MutexLock lock(&e->mu);
+  return e->study;
 }
 
 std::vector<Study> Coordinator::ListStudies() const {
-  absl::MutexLock lock(&mu_);
+  std::vector<EntryPtr> entries;
+  {
+    absl::ReaderMutexLock lock(&map_mu_);
+    for (const auto& [id, e] : studies_) entries.push_back(e);
+  }
   std::vector<Study> out;
-  for (const auto& [id, e] : studies_) out.push_back(e.study);
+  out.reserve(entries.size());
+  for (const EntryPtr& e : entries) {
+    absl::MutexLock lock(&e->mu);
+    out.push_back(e->study);
+  }
   return out;
 }
 
 absl::StatusOr<Study> Coordinator::StopStudy(int64_t study_id) {
-  absl::MutexLock lock(&mu_);
-  auto it = studies_.find(study_id);
-  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
-  Entry& e = it->second;
+  EntryPtr ep = FindStudy(study_id);
+  if (ep == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  Entry& e = *ep;
+  absl::MutexLock lock(&e.mu);
   if (e.study.state != StudyState::kRunning) return e.study;
   const absl::Time now = clock_->Now();
-  std::vector<Trial> updated = e.study.trials;
-  // The transaction's body runs now, under mu_; -Wthread-safety cannot see that through the lambda.
-  Storage* const storage = storage_.get();
-  RETURN_IF_ERROR(storage->Transaction([&]() -> absl::Status {
-    for (Trial& t : updated) {
-      if (t.state != TrialState::kRunning && t.state != TrialState::kWaiting) continue;
-      t.state = TrialState::kFailed;
-      t.reason = "study stopped by a user";
-      t.finished = now;
-      RETURN_IF_ERROR(storage->UpdateTrial(t, nullptr));
-    }
-    return storage->UpdateStudyState(study_id, StudyState::kStopped);
-  }));
-  for (const Trial& t : updated) leases_.erase(t.id);
-  e.study.trials = std::move(updated);
+  std::vector<Trial> updated;
+  for (const Trial& t : e.study.trials) {
+    if (t.state != TrialState::kRunning && t.state != TrialState::kWaiting) continue;
+    updated.push_back(t);
+    updated.back().state = TrialState::kFailed;
+    updated.back().reason = "study stopped by a user";
+    updated.back().finished = now;
+  }
+  {
+    absl::MutexLock slock(&storage_mu_);
+    // The transaction's body runs now, under storage_mu_; -Wthread-safety cannot see that through
+    // the lambda.
+    Storage* const storage = storage_.get();
+    RETURN_IF_ERROR(storage->Transaction([&]() -> absl::Status {
+      for (const Trial& t : updated) RETURN_IF_ERROR(storage->UpdateTrial(t, nullptr));
+      return storage->UpdateStudyState(study_id, StudyState::kStopped);
+    }));
+  }
+  for (Trial& t : updated) {
+    e.leases.erase(t.id);
+    Put(e, std::move(t));
+  }
   e.study.state = StudyState::kStopped;
   return e.study;
 }
 
 absl::StatusOr<Trial> Coordinator::BestTrial(int64_t study_id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = studies_.find(study_id);
-  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
-  const Trial* best = FindBestTrial(it->second.study);
+  EntryPtr e = FindStudy(study_id);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  absl::MutexLock lock(&e->mu);
+  const Trial* best = FindBestTrial(e->study);
   if (best == nullptr) {
     return absl::NotFoundError(absl::StrCat("study ", study_id, " has no completed trial yet"));
   }
   return *best;
 }
 
-absl::Status Coordinator::FillParams(Entry& e, Trial& t) {
-  bool complete = true;
-  for (const ParamSpec& p : e.spec.params) {
-    if (IsActive(p, t.params) && !t.params.count(p.name)) complete = false;
-  }
-  if (complete) return absl::OkStatus();
-  auto sampled = e.sampler->Sample(e.study, t.number, TrialSeed(e.study.seed, t.number));
-  if (!sampled.ok() && sampled.status().code() != absl::StatusCode::kOutOfRange) return sampled.status();
-  for (const ParamSpec& p : e.spec.params) {
-    if (!IsActive(p, t.params) || t.params.count(p.name)) continue;
-    auto it = sampled.ok() ? sampled->find(p.name) : ParamMap::const_iterator();
-    if (sampled.ok() && it != sampled->end()) {
-      t.params[p.name] = it->second;
-    } else {
-      t.params[p.name] = FromUnit(p, UnitFromBits(ParamSeed(TrialSeed(e.study.seed, t.number), p.name)));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::vector<Finding>> Coordinator::Diagnose(int64_t study_id, int trial) const {
-  absl::MutexLock lock(&mu_);
-  auto it = studies_.find(study_id);
-  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
-  if (trial >= static_cast<int>(it->second.study.trials.size())) {
-    return absl::NotFoundError(absl::StrCat("study ", study_id, " has no trial ", trial));
+  EntryPtr e = FindStudy(study_id);
+  if (e == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  Study copy;
+  {
+    absl::MutexLock lock(&e->mu);
+    if (trial >= static_cast<int>(e->study.trials.size())) {
+      return absl::NotFoundError(absl::StrCat("study ", study_id, " has no trial ", trial));
+    }
+    copy = e->study;  // diagnosis is slow on a large study: judged off the lock
   }
-  return hpo::server::Diagnose(it->second.study, trial);
+  return hpo::server::Diagnose(copy, trial);
 }
 
 absl::StatusOr<Trial> Coordinator::EnqueueTrial(int64_t study_id, const std::string& params_json) {
-  nlohmann::json j = nlohmann::json::parse(params_json, nullptr, false);
+  // Deeper than kMaxJsonDepth: refused before parsing (the message below dumps the value, which recurses).
+  nlohmann::json j = CheckJsonDepth(params_json, "params_json").ok() ? nlohmann::json::parse(params_json, nullptr, false)
+                                                                   : nlohmann::json();
   if (!j.is_object()) {
     return absl::InvalidArgumentError("the parameters must be a JSON object from parameter name to value");
   }
-  absl::MutexLock lock(&mu_);
-  auto it = studies_.find(study_id);
-  if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
-  Entry& e = it->second;
-  if (e.study.state != StudyState::kRunning) {
-    return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " is ", StateName(e.study.state),
-                                                      ": it takes no more trials"));
-  }
-  if (UsedSlots(e.study) >= e.spec.max_trials) {
-    return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " already has its ", e.spec.max_trials,
-                                                      " trials (max_trials)"));
-  }
+  EntryPtr ep = FindStudy(study_id);
+  if (ep == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+  Entry& e = *ep;
   ParamMap params;
   for (const ParamSpec& p : e.spec.params) {
     if (!j.contains(p.name)) continue;
@@ -264,93 +317,247 @@ absl::StatusOr<Trial> Coordinator::EnqueueTrial(int64_t study_id, const std::str
       return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" is not a parameter of study ", study_id));
     }
   }
+  absl::MutexLock lock(&e.mu);
+  if (e.study.state != StudyState::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " is ", StateName(e.study.state),
+                                                      ": it takes no more trials"));
+  }
+  if (e.used_slots >= e.spec.max_trials) {
+    return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " already has its ", e.spec.max_trials,
+                                                      " trials (max_trials)"));
+  }
   Trial t;
   t.study_id = study_id;
   t.number = static_cast<int>(e.study.trials.size());
   t.params = std::move(params);
   t.state = TrialState::kWaiting;
   t.created = clock_->Now();
-  ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
-  trial_index_[t.id] = {study_id, t.number};
-  e.study.trials.push_back(t);
+  {
+    absl::MutexLock slock(&storage_mu_);
+    ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
+  }
+  IndexTrial(t);
+  Put(e, t);
   return t;
 }
 
-absl::Status Coordinator::StartTrial(Entry& e, Trial& t, const std::string& worker) {
-  Trial updated = t;
-  RETURN_IF_ERROR(FillParams(e, updated));
-  updated.state = TrialState::kRunning;
-  updated.worker = worker;
-  updated.started = clock_->Now();
-  RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
-  t = std::move(updated);
-  leases_[t.id] = clock_->Now() + options_.lease_timeout;
+absl::Status Coordinator::Start(Entry& e, Trial t, const std::string& worker, const std::string& holder) {
+  t.state = TrialState::kRunning;
+  t.worker = worker;
+  t.started = clock_->Now();
+  {
+    absl::MutexLock slock(&storage_mu_);
+    RETURN_IF_ERROR(storage_->UpdateTrial(t, nullptr));
+  }
+  e.leases[t.id] = Lease{clock_->Now() + options_.lease_timeout, holder};
+  Put(e, std::move(t));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<Assignment>> Coordinator::AskTrial(
-    const std::string& worker_id, const std::vector<std::string>& task_types, int64_t study_id) {
-  absl::MutexLock lock(&mu_);
-  if (study_id != 0) {
-    auto it = studies_.find(study_id);
-    if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
-    const std::string& type = it->second.spec.task.type;
-    if (std::find(task_types.begin(), task_types.end(), type) == task_types.end()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "study ", study_id, " has task type \"", type, "\", which this worker cannot run"));
-    }
+namespace {
+// The active parameters `params` lacks (an enqueued trial may be partial).
+bool Complete(const StudySpec& spec, const ParamMap& params) {
+  for (const ParamSpec& p : spec.params) {
+    if (IsActive(p, params) && !params.count(p.name)) return false;
   }
-  for (auto& [id, e] : studies_) {
-    if (study_id != 0 && id != study_id) continue;
-    if (e.study.state != StudyState::kRunning) continue;
-    if (std::find(task_types.begin(), task_types.end(), e.spec.task.type) == task_types.end()) continue;
-    Trial* chosen = nullptr;
-    for (Trial& t : e.study.trials) {
-      if (t.state == TrialState::kWaiting) {
-        chosen = &t;
-        break;
-      }
-    }
-    if (chosen != nullptr) {
-      RETURN_IF_ERROR(StartTrial(e, *chosen, worker_id));
-    } else if (!e.exhausted && UsedSlots(e.study) < e.spec.max_trials) {
-      Trial t;
-      t.study_id = id;
-      t.number = static_cast<int>(e.study.trials.size());
-      auto params = e.sampler->Sample(e.study, t.number, TrialSeed(e.study.seed, t.number));
-      if (params.status().code() == absl::StatusCode::kOutOfRange) {
-        e.exhausted = true;  // e.g. every grid point has a trial: the study ends when they finish
-        RETURN_IF_ERROR(FinishIfDone(e));
+  return true;
+}
+}  // namespace
+
+absl::StatusOr<Coordinator::Outcome> Coordinator::TryStudy(const EntryPtr& ep, const std::string& worker,
+                                                           const std::string& holder, bool wait,
+                                                           std::optional<Assignment>* out) {
+  Entry& e = *ep;
+  auto assign = [&](int number) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu) {
+    *out = Assignment{e.study.trials[number], e.spec.task, e.spec.metric};
+    return Outcome::kAssigned;
+  };
+  // 1. A WAITING trial with every parameter given: no sampler needed.
+  {
+    absl::MutexLock lock(&e.mu);
+    if (e.study.state != StudyState::kRunning) return Outcome::kNothing;
+    while (!e.waiting.empty()) {
+      const int n = e.waiting.front();
+      const Trial& t = e.study.trials[n];
+      if (t.state != TrialState::kWaiting) {
+        e.waiting.pop_front();  // stale: started or stopped since
         continue;
       }
-      if (!params.ok()) {
-        return absl::Status(params.status().code(),
-                            absl::StrCat("sampler of study ", id, ": ", params.status().message()));
-      }
-      t.params = std::move(*params);
-      t.state = TrialState::kRunning;
-      t.worker = worker_id;
-      t.created = t.started = clock_->Now();
-      ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
-      trial_index_[t.id] = {id, t.number};
-      leases_[t.id] = clock_->Now() + options_.lease_timeout;
-      e.study.trials.push_back(std::move(t));
-      chosen = &e.study.trials.back();
-    } else {
-      continue;
+      if (!Complete(e.spec, t.params)) break;  // sampled below
+      RETURN_IF_ERROR(Start(e, t, worker, holder));
+      e.waiting.pop_front();
+      return assign(n);
     }
-    return std::optional<Assignment>(Assignment{*chosen, e.spec.task, e.spec.metric});
+    if (e.waiting.empty() && (e.exhausted || e.used_slots >= e.spec.max_trials)) return Outcome::kNothing;
+  }
+  // 2. Sample, with only this study's sampling lock held while the sampler computes.
+  if (wait) {
+    e.sample_mu.Lock();
+  } else if (!e.sample_mu.TryLock()) {
+    return Outcome::kBusy;  // another ask samples this study now; the caller tries other studies first
+  }
+  absl::StatusOr<Outcome> r = SampleAndStart(e, worker, holder, out);
+  e.sample_mu.Unlock();
+  return r;
+}
+
+absl::StatusOr<Coordinator::Outcome> Coordinator::SampleAndStart(Entry& e, const std::string& worker,
+                                                                 const std::string& holder,
+                                                                 std::optional<Assignment>* out) {
+  const bool history = e.sampler->UsesHistory();
+  // A result is dropped when the study changed in a way that takes its trial away (another trial
+  // took the number, the study stopped or filled up); then the sampler runs again on the new state.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    int number = -1;
+    bool fill = false;  // number is a WAITING trial with parameters left out
+    uint64_t seed = 0;
+    {
+      absl::MutexLock lock(&e.mu);
+      if (e.study.state != StudyState::kRunning) return Outcome::kNothing;
+      while (!e.waiting.empty() && e.study.trials[e.waiting.front()].state != TrialState::kWaiting) {
+        e.waiting.pop_front();
+      }
+      if (!e.waiting.empty()) {
+        number = e.waiting.front();
+        if (Complete(e.spec, e.study.trials[number].params)) {  // filled by another ask meanwhile
+          RETURN_IF_ERROR(Start(e, e.study.trials[number], worker, holder));
+          e.waiting.pop_front();
+          *out = Assignment{e.study.trials[number], e.spec.task, e.spec.metric};
+          return Outcome::kAssigned;
+        }
+        fill = true;
+      } else {
+        if (e.exhausted || e.used_slots >= e.spec.max_trials) return Outcome::kNothing;
+        number = static_cast<int>(e.study.trials.size());
+      }
+      seed = e.study.seed;
+      // Bring the snapshot up to date: the trials changed since the last sample, and new ones.
+      Study& snap = e.snapshot;
+      if (snap.id == 0) {
+        snap.id = e.study.id;
+        snap.spec = e.study.spec;
+        snap.spec_json = e.study.spec_json;
+        snap.seed = e.study.seed;
+        snap.created = e.study.created;
+      }
+      snap.state = e.study.state;
+      if (history) {
+        const size_t old = snap.trials.size();
+        snap.trials.resize(e.study.trials.size());
+        for (int n : e.changed) {
+          if (static_cast<size_t>(n) < old) snap.trials[n] = e.study.trials[n];
+        }
+        for (size_t n = old; n < e.study.trials.size(); ++n) snap.trials[n] = e.study.trials[n];
+      }
+      e.changed.clear();
+    }
+    // No lock but this study's sampling lock: reports, heartbeats and other studies go on.
+    absl::StatusOr<ParamMap> sampled = e.sampler->Sample(e.snapshot, number, TrialSeed(seed, number));
+
+    absl::MutexLock lock(&e.mu);
+    if (e.study.state != StudyState::kRunning) return Outcome::kNothing;
+    if (!fill && sampled.status().code() == absl::StatusCode::kOutOfRange) {
+      e.exhausted = true;  // e.g. every grid point has a trial: the study ends when they finish
+      RETURN_IF_ERROR(FinishIfDone(e));
+      return Outcome::kNothing;
+    }
+    if (!sampled.ok() && !(fill && sampled.status().code() == absl::StatusCode::kOutOfRange)) {
+      return absl::Status(sampled.status().code(),
+                          absl::StrCat("sampler of study ", e.study.id, ": ", sampled.status().message()));
+    }
+    if (fill) {
+      if (number >= static_cast<int>(e.study.trials.size()) ||
+          e.study.trials[number].state != TrialState::kWaiting) {
+        continue;  // started by another ask, or stopped, meanwhile
+      }
+      Trial t = e.study.trials[number];
+      for (const ParamSpec& p : e.spec.params) {
+        if (!IsActive(p, t.params) || t.params.count(p.name)) continue;
+        auto it = sampled.ok() ? sampled->find(p.name) : ParamMap::const_iterator();
+        if (sampled.ok() && it != sampled->end()) {
+          t.params[p.name] = it->second;
+        } else {
+          t.params[p.name] = FromUnit(p, UnitFromBits(ParamSeed(TrialSeed(seed, number), p.name)));
+        }
+      }
+      RETURN_IF_ERROR(Start(e, std::move(t), worker, holder));
+      *out = Assignment{e.study.trials[number], e.spec.task, e.spec.metric};
+      return Outcome::kAssigned;
+    }
+    if (number != static_cast<int>(e.study.trials.size()) || e.used_slots >= e.spec.max_trials ||
+        !e.waiting.empty()) {
+      continue;  // a trial was enqueued or retried meanwhile: it goes first, or took the number
+    }
+    Trial t;
+    t.study_id = e.study.id;
+    t.number = number;
+    t.params = std::move(*sampled);
+    t.state = TrialState::kRunning;
+    t.worker = worker;
+    t.created = t.started = clock_->Now();
+    {
+      absl::MutexLock slock(&storage_mu_);
+      ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
+    }
+    e.leases[t.id] = Lease{clock_->Now() + options_.lease_timeout, holder};
+    IndexTrial(t);
+    Put(e, std::move(t));
+    *out = Assignment{e.study.trials[number], e.spec.task, e.spec.metric};
+    return Outcome::kAssigned;
+  }
+  return Outcome::kNothing;  // the study kept changing under the sampler: the worker asks again
+}
+
+absl::StatusOr<std::optional<Assignment>> Coordinator::AskTrial(const std::string& worker_id,
+                                                                const std::vector<std::string>& task_types,
+                                                                int64_t study_id, const std::string& holder_in) {
+  const std::string& holder = holder_in.empty() ? worker_id : holder_in;
+  auto runs = [&](const Entry& e) {
+    return std::find(task_types.begin(), task_types.end(), e.spec.task.type) != task_types.end();
+  };
+  std::vector<EntryPtr> candidates;
+  if (study_id != 0) {
+    EntryPtr e = FindStudy(study_id);
+    if (e == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
+    if (!runs(*e)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "study ", study_id, " has task type \"", e->spec.task.type, "\", which this worker cannot run"));
+    }
+    candidates.push_back(std::move(e));
+  } else {
+    absl::ReaderMutexLock lock(&map_mu_);
+    for (const auto& [id, e] : studies_) {
+      if (runs(*e)) candidates.push_back(e);
+    }
+  }
+  std::optional<Assignment> out;
+  std::vector<EntryPtr> busy;
+  for (const EntryPtr& e : candidates) {
+    ASSIGN_OR_RETURN(Outcome o, TryStudy(e, worker_id, holder, /*wait=*/candidates.size() == 1, &out));
+    if (o == Outcome::kAssigned) return out;
+    if (o == Outcome::kBusy) busy.push_back(e);
+  }
+  // Every other study is idle: wait for those another ask was sampling.
+  for (const EntryPtr& e : busy) {
+    ASSIGN_OR_RETURN(Outcome o, TryStudy(e, worker_id, holder, /*wait=*/true, &out));
+    if (o == Outcome::kAssigned) return out;
   }
   return std::optional<Assignment>();
 }
 
-absl::StatusOr<std::pair<Coordinator::Entry*, Trial*>> Coordinator::FindTrial(int64_t trial_id) {
-  auto it = trial_index_.find(trial_id);
-  if (it == trial_index_.end()) {
-    return absl::NotFoundError(absl::StrCat("no trial with id ", trial_id));
+void Coordinator::AskTrialAsync(std::string worker_id, std::vector<std::string> task_types, int64_t study_id,
+                                std::string holder,
+                                absl::AnyInvocable<void(absl::StatusOr<std::optional<Assignment>>) &&> done) {
+  auto shared_done = std::make_shared<decltype(done)>(std::move(done));
+  const bool queued = pool_->TrySubmit([this, worker_id = std::move(worker_id), task_types = std::move(task_types),
+                                        study_id, holder = std::move(holder), shared_done]() mutable {
+    std::move (*shared_done)(AskTrial(worker_id, task_types, study_id, holder));
+  });
+  if (!queued) {
+    std::move (*shared_done)(absl::ResourceExhaustedError(absl::StrCat(
+        "hpo-server has ", pool_->capacity(), " asks for trials waiting for a sampler already "
+        "(--max_waiting_asks); ask again shortly")));
   }
-  Entry& e = studies_.at(it->second.first);
-  return std::make_pair(&e, &e.study.trials.at(it->second.second));
 }
 
 std::string Coordinator::NotRunningMessage(const Trial& t) {
@@ -360,7 +567,22 @@ std::string Coordinator::NotRunningMessage(const Trial& t) {
   return msg;
 }
 
-absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, std::optional<DataReport> data) {
+absl::Status Coordinator::CheckHolder(Entry& e, const Trial& t, const std::string& holder) {
+  if (holder.empty()) return absl::OkStatus();
+  auto it = e.leases.find(t.id);
+  if (it == e.leases.end()) return absl::OkStatus();  // not RUNNING: the caller says why
+  if (it->second.holder.empty()) {
+    it->second.holder = holder;  // loaded at start-up: the first to come back takes it
+    return absl::OkStatus();
+  }
+  if (it->second.holder == holder) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      TrialName(t), " is leased to another worker (", t.worker.substr(0, 64),
+      "); only the holder of its lease may report, heartbeat, complete or fail it"));
+}
+
+absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, std::optional<DataReport> data,
+                                             const std::string& holder) {
   if (data) {
     if (absl::Status s = ValidateDataReport(*data); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("trial id ", trial_id, ": ", s.message()));
@@ -377,9 +599,11 @@ absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, st
   for (auto it = m.metrics.begin(); it != m.metrics.end();) {
     it = std::isfinite(it->second) ? std::next(it) : m.metrics.erase(it);  // JSON cannot hold them
   }
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
-  auto& [e, t] = found;
+  ASSIGN_OR_RETURN(TrialRef ref, FindTrial(trial_id));
+  Entry& e = *ref.entry;
+  absl::MutexLock lock(&e.mu);
+  const Trial* t = &e.study.trials[ref.number];
+  RETURN_IF_ERROR(CheckHolder(e, *t, holder));
   const Measurement* last = t->measurements.empty() ? nullptr : &t->measurements.back();
   const bool resend = last != nullptr && last->step == m.step && last->value == m.value;
   if (t->state != TrialState::kRunning) {
@@ -387,19 +611,22 @@ absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, st
     return absl::FailedPreconditionError(NotRunningMessage(*t));
   }
   // The task's last step (max_steps of an external task, max_epochs of a cnn; 0: no limit).
-  if (const int max = e->spec.task.max_epochs; max > 0 && m.step > max) {
+  if (const int max = e.spec.task.max_epochs; max > 0 && m.step > max) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "step ", m.step, " is beyond the task's ", e->spec.task.type == "external" ? "max_steps" : "max_epochs",
+        "step ", m.step, " is beyond the task's ", e.spec.task.type == "external" ? "max_steps" : "max_epochs",
         " (", max, ") for ", TrialName(*t)));
   }
-  leases_[t->id] = clock_->Now() + options_.lease_timeout;
+  e.leases[t->id].deadline = clock_->Now() + options_.lease_timeout;
   if (resend) {
     // The first send was stored with whatever data it carried; store a resend's only if it differs.
     if (data && t->data != data) {
       Trial updated = *t;
       updated.data = std::move(data);
-      RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
-      *t = std::move(updated);
+      {
+        absl::MutexLock slock(&storage_mu_);
+        RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
+      }
+      Put(e, std::move(updated));
     }
     return Decision{};
   }
@@ -412,89 +639,101 @@ absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, st
   Trial updated = *t;
   updated.measurements.push_back(m);
   if (data) updated.data = std::move(data);
-  UpdateBest(updated, e->spec.direction);
+  UpdateBest(updated, e.spec.direction);
   // Decide on the study as it will be once this measurement is stored.
-  std::swap(*t, updated);
-  absl::StatusOr<PruneDecision> pd = e->pruner->Decide(e->study, *t);
-  std::swap(*t, updated);
+  Trial& slot = e.study.trials[ref.number];
+  std::swap(slot, updated);
+  absl::StatusOr<PruneDecision> pd = e.pruner->Decide(e.study, slot);
+  std::swap(slot, updated);
   if (!pd.ok()) return pd.status();
   if (pd->prune) {
     updated.state = TrialState::kPruned;
     updated.reason = pd->reason;
     updated.finished = m.time;
   }
-  RETURN_IF_ERROR(storage_->UpdateTrial(updated, &updated.measurements.back()));
-  *t = std::move(updated);
+  {
+    absl::MutexLock slock(&storage_mu_);
+    RETURN_IF_ERROR(storage_->UpdateTrial(updated, &updated.measurements.back()));
+  }
+  Put(e, std::move(updated));
   if (!pd->prune) return Decision{};
-  leases_.erase(trial_id);
-  RETURN_IF_ERROR(FinishIfDone(*e));
+  e.leases.erase(trial_id);
+  RETURN_IF_ERROR(FinishIfDone(e));
   return Decision{Action::kPrune, pd->reason};
 }
 
-absl::StatusOr<HeartbeatResult> Coordinator::Heartbeat(int64_t trial_id, const std::string& worker_id) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
-  Trial* t = found.second;
-  if (t->state != TrialState::kRunning) return HeartbeatResult{false, NotRunningMessage(*t)};
-  leases_[trial_id] = clock_->Now() + options_.lease_timeout;
+absl::StatusOr<HeartbeatResult> Coordinator::Heartbeat(int64_t trial_id, const std::string& worker_id,
+                                                       const std::string& holder) {
+  ASSIGN_OR_RETURN(TrialRef ref, FindTrial(trial_id));
+  Entry& e = *ref.entry;
+  absl::MutexLock lock(&e.mu);
+  const Trial& t = e.study.trials[ref.number];
+  RETURN_IF_ERROR(CheckHolder(e, t, holder));
+  if (t.state != TrialState::kRunning) return HeartbeatResult{false, NotRunningMessage(t)};
+  e.leases[trial_id].deadline = clock_->Now() + options_.lease_timeout;
   return HeartbeatResult{};
 }
 
-absl::StatusOr<Trial> Coordinator::CompleteTrial(int64_t trial_id,
-                                                 std::map<std::string, double> final_metrics,
-                                                 std::optional<ClassReport> classes) {
+absl::StatusOr<Trial> Coordinator::CompleteTrial(int64_t trial_id, std::map<std::string, double> final_metrics,
+                                                 std::optional<ClassReport> classes, const std::string& holder) {
   for (const auto& [k, v] : final_metrics) {
     if (!std::isfinite(v)) {
       return absl::InvalidArgumentError(absl::StrCat("final metric ", k, " is ", v, "; it must be finite"));
     }
   }
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
-  auto& [e, t] = found;
-  if (t->state == TrialState::kCompleted) return *t;
-  if (t->state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(*t));
-  if (t->measurements.empty()) {
+  ASSIGN_OR_RETURN(TrialRef ref, FindTrial(trial_id));
+  Entry& e = *ref.entry;
+  absl::MutexLock lock(&e.mu);
+  const Trial& t = e.study.trials[ref.number];
+  RETURN_IF_ERROR(CheckHolder(e, t, holder));
+  if (t.state == TrialState::kCompleted) return t;
+  if (t.state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(t));
+  if (t.measurements.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        TrialName(*t), " has no measurement: report at least one step before completing it"));
+        TrialName(t), " has no measurement: report at least one step before completing it"));
   }
   if (classes && classes->empty()) classes.reset();  // an empty report says nothing
   if (classes) {
-    if (absl::Status s = ValidateClassReport(*classes, t->data ? &*t->data : nullptr); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(TrialName(*t), ": ", s.message()));
+    if (absl::Status s = ValidateClassReport(*classes, t.data ? &*t.data : nullptr); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(TrialName(t), ": ", s.message()));
     }
   }
-  Trial updated = *t;
+  Trial updated = t;
   updated.state = TrialState::kCompleted;
   updated.final_metrics = std::move(final_metrics);
   updated.classes = std::move(classes);
   updated.finished = clock_->Now();
-  UpdateBest(updated, e->spec.direction);
-  RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
-  *t = std::move(updated);
-  leases_.erase(trial_id);
-  Trial copy = *t;
-  RETURN_IF_ERROR(FinishIfDone(*e));
+  UpdateBest(updated, e.spec.direction);
+  {
+    absl::MutexLock slock(&storage_mu_);
+    RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
+  }
+  Trial copy = updated;
+  Put(e, std::move(updated));
+  e.leases.erase(trial_id);
+  RETURN_IF_ERROR(FinishIfDone(e));
   return copy;
 }
 
-absl::StatusOr<Trial> Coordinator::FailTrial(int64_t trial_id, const std::string& reason, bool retry) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto found, FindTrial(trial_id));
-  auto& [e, t] = found;
-  if (t->state == TrialState::kFailed) return *t;
-  if (t->state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(*t));
-  const int number = t->number;
-  RETURN_IF_ERROR(Fail(*e, *t, reason.empty() ? "failed (no reason given)" : reason, retry));
-  return e->study.trials[number];
+absl::StatusOr<Trial> Coordinator::FailTrial(int64_t trial_id, const std::string& reason, bool retry,
+                                             const std::string& holder) {
+  ASSIGN_OR_RETURN(TrialRef ref, FindTrial(trial_id));
+  Entry& e = *ref.entry;
+  absl::MutexLock lock(&e.mu);
+  const Trial& t = e.study.trials[ref.number];
+  RETURN_IF_ERROR(CheckHolder(e, t, holder));
+  if (t.state == TrialState::kFailed) return t;
+  if (t.state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(t));
+  RETURN_IF_ERROR(Fail(e, t, reason.empty() ? "failed (no reason given)" : reason, retry));
+  return e.study.trials[ref.number];
 }
 
-absl::Status Coordinator::Fail(Entry& e, Trial& t, const std::string& reason, bool retry) {
+absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reason, bool retry) {
   Trial updated = t;
   updated.state = TrialState::kFailed;
   updated.reason = reason;
   updated.finished = clock_->Now();
-  retry = retry && e.study.state == StudyState::kRunning &&
-          RetryDepth(e.study, t) < e.spec.max_retries;
+  retry = retry && e.study.state == StudyState::kRunning && RetryDepth(e.study, t) < e.spec.max_retries;
   Trial again;
   if (retry) {
     updated.retried = true;
@@ -505,54 +744,69 @@ absl::Status Coordinator::Fail(Entry& e, Trial& t, const std::string& reason, bo
     again.state = TrialState::kWaiting;
     again.created = updated.finished;
   }
-  Storage* const storage = storage_.get();  // the body runs now, under mu_ (see StopStudy)
-  RETURN_IF_ERROR(storage->Transaction([&]() -> absl::Status {
-    RETURN_IF_ERROR(storage->UpdateTrial(updated, nullptr));
-    if (retry) {
-      ASSIGN_OR_RETURN(again.id, storage->CreateTrial(again));
-    }
-    return absl::OkStatus();
-  }));
-  leases_.erase(t.id);
-  t = std::move(updated);  // `t` is not used after the push_back below
+  {
+    absl::MutexLock slock(&storage_mu_);
+    Storage* const storage = storage_.get();  // the body runs now, under storage_mu_ (see StopStudy)
+    RETURN_IF_ERROR(storage->Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(storage->UpdateTrial(updated, nullptr));
+      if (retry) {
+        ASSIGN_OR_RETURN(again.id, storage->CreateTrial(again));
+      }
+      return absl::OkStatus();
+    }));
+  }
+  e.leases.erase(t.id);
+  Put(e, std::move(updated));  // `t` is not used after this
   if (retry) {
-    trial_index_[again.id] = {again.study_id, again.number};
-    e.study.trials.push_back(std::move(again));
+    IndexTrial(again);
+    Put(e, std::move(again));
   }
   return FinishIfDone(e);
 }
 
 absl::Status Coordinator::FinishIfDone(Entry& e) {
   if (e.study.state != StudyState::kRunning) return absl::OkStatus();
-  if (!e.exhausted && UsedSlots(e.study) < e.spec.max_trials) return absl::OkStatus();
-  for (const Trial& t : e.study.trials) {
-    if (!IsFinished(t.state)) return absl::OkStatus();
+  if (!e.exhausted && e.used_slots < e.spec.max_trials) return absl::OkStatus();
+  if (e.unfinished > 0) return absl::OkStatus();
+  {
+    absl::MutexLock slock(&storage_mu_);
+    RETURN_IF_ERROR(storage_->UpdateStudyState(e.study.id, StudyState::kCompleted));
   }
-  RETURN_IF_ERROR(storage_->UpdateStudyState(e.study.id, StudyState::kCompleted));
   e.study.state = StudyState::kCompleted;
   return absl::OkStatus();
 }
 
 int Coordinator::ReapExpiredLeases() {
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_->Now();
-  std::vector<int64_t> expired;
-  for (const auto& [id, deadline] : leases_) {
-    if (deadline <= now) expired.push_back(id);
+  std::vector<EntryPtr> entries;
+  {
+    absl::ReaderMutexLock lock(&map_mu_);
+    for (const auto& [id, e] : studies_) entries.push_back(e);
   }
+  const absl::Time now = clock_->Now();
   int reaped = 0;
-  for (int64_t id : expired) {
-    auto found = FindTrial(id);
-    if (!found.ok()) continue;
-    auto& [e, t] = *found;
-    if (t->state != TrialState::kRunning) {
-      leases_.erase(id);
-      continue;
+  for (const EntryPtr& ep : entries) {
+    Entry& e = *ep;
+    absl::MutexLock lock(&e.mu);
+    std::vector<int64_t> expired;
+    for (const auto& [id, lease] : e.leases) {
+      if (lease.deadline <= now) expired.push_back(id);
     }
-    const std::string reason = absl::StrFormat(
-        "lease lost: worker %s sent no heartbeat for %s", t->worker.empty() ? "?" : t->worker,
-        absl::FormatDuration(options_.lease_timeout));
-    if (Fail(*e, *t, reason, /*retry=*/true).ok()) ++reaped;
+    for (int64_t id : expired) {
+      auto ref = FindTrial(id);
+      if (!ref.ok() || ref->entry != ep) {
+        e.leases.erase(id);
+        continue;
+      }
+      const Trial& t = e.study.trials[ref->number];
+      if (t.state != TrialState::kRunning) {
+        e.leases.erase(id);
+        continue;
+      }
+      const std::string reason = absl::StrFormat(
+          "lease lost: worker %s sent no heartbeat for %s", t.worker.empty() ? "?" : t.worker,
+          absl::FormatDuration(options_.lease_timeout));
+      if (Fail(e, t, reason, /*retry=*/true).ok()) ++reaped;
+    }
   }
   return reaped;
 }

@@ -1,6 +1,18 @@
 // The coordinator's use cases: studies, handing out trials under leases,
 // measurements with prune decisions, completion, failure and recovery.
 // Depends only on the Storage, Sampler and Pruner interfaces. Thread-safe.
+//
+// Locks (acquired in this order; never the other way):
+//   Entry::sample_mu   one study's sampler and its history snapshot: one sample at a time per
+//                      study; held while the sampler computes, with no other lock held
+//   Entry::mu          one study's trials, leases, waiting queue and counters; a report, heartbeat
+//                      or ask of one study never waits for another study
+//   map_mu_            (a leaf) the map of studies and the index of trials (id -> study, number);
+//                      held only to find or add an entry, never while taking another lock
+//   storage_mu_        (a leaf) the Storage (one SQLite connection): writes are serialized, each short
+// A sampler runs on a snapshot of its study's trials, brought up to date under Entry::mu from the
+// trials changed since the last sample (so its cost is the changes, not the study's size); its
+// result is committed only if the study still allows that trial, else dropped and sampled again.
 #pragma once
 
 #include <functional>
@@ -8,14 +20,19 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <deque>
+#include <set>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/clock.h"
 #include "server/core/diagnosis.h"
 #include "server/core/types.h"
+#include "server/core/work_pool.h"
 #include "server/pruner/pruner.h"
 #include "server/sampler/sampler.h"
 #include "server/storage/storage.h"
@@ -32,6 +49,14 @@ struct CoordinatorOptions {
   // Told, at start-up, about each stored trial that Open failed because it cannot be served
   // (parameters that do not fit the study's spec). Unset: not told.
   std::function<void(const std::string&)> warn;
+  // Builds a study's sampler and pruner from its spec (unset: the registries, MakeSampler and
+  // MakePruner). Tests inject fakes here.
+  std::function<absl::StatusOr<std::unique_ptr<Sampler>>(const StudySpec&)> make_sampler;
+  std::function<absl::StatusOr<std::unique_ptr<Pruner>>(const StudySpec&)> make_pruner;
+  // The sampling pool of AskTrialAsync: threads, and how many asks may wait for one (beyond
+  // that: kResourceExhausted, "retry later").
+  int sampling_threads = 4;
+  int max_waiting_asks = 1024;
 };
 
 // A trial handed to a worker.
@@ -82,8 +107,21 @@ class Coordinator {
 
   // The next trial for a worker that can run `task_types` (only of `study_id`
   // when non-zero), RUNNING under its lease; nullopt when there is none now.
+  //
+  // Lease holders: `holder` names the identity that gets the lease (the service passes
+  // "token:<id>" when tokens are on, else the worker id; empty: `worker_id`). Report, Heartbeat,
+  // CompleteTrial and FailTrial given a non-empty `holder` refuse with kPermissionDenied when it
+  // is not the trial's holder; an empty one is not checked (in-process callers). A trial loaded
+  // at start-up has no holder until the first call that names one, which takes it.
   [[nodiscard]] absl::StatusOr<std::optional<Assignment>> AskTrial(
-      const std::string& worker_id, const std::vector<std::string>& task_types, int64_t study_id);
+      const std::string& worker_id, const std::vector<std::string>& task_types, int64_t study_id,
+      const std::string& holder = "");
+  // AskTrial on the sampling pool: `done` is called there (or at once, with kResourceExhausted,
+  // when max_waiting_asks asks already wait). For the gRPC service, whose callback threads must
+  // not wait for a sampler.
+  void AskTrialAsync(std::string worker_id, std::vector<std::string> task_types, int64_t study_id,
+                     std::string holder,
+                     absl::AnyInvocable<void(absl::StatusOr<std::optional<Assignment>>) &&> done);
   // Stores a measurement and decides. kNotFound: unknown trial; kInvalidArgument:
   // non-finite value, a step not after the last, or a `data` report that breaks the
   // contract of worker_reports.h; kFailedPrecondition: the trial is not RUNNING
@@ -91,54 +129,90 @@ class Coordinator {
   // value) is answered again, not refused. `data`, when given, is stored with the
   // measurement (in the same write) and replaces any earlier one.
   [[nodiscard]] absl::StatusOr<Decision> Report(int64_t trial_id, Measurement measurement,
-                                                std::optional<DataReport> data = std::nullopt);
+                                                std::optional<DataReport> data = std::nullopt,
+                                                const std::string& holder = "");
   [[nodiscard]] absl::StatusOr<HeartbeatResult> Heartbeat(int64_t trial_id,
-                                                          const std::string& worker_id);
+                                                          const std::string& worker_id,
+                                                          const std::string& holder = "");
   // RUNNING -> COMPLETED, value = best measurement, with the per-class figures `classes`
   // (kInvalidArgument, nothing changed, when they break the contract of worker_reports.h or
   // count other classes than the trial's data report names). Idempotent on a COMPLETED trial.
   [[nodiscard]] absl::StatusOr<Trial> CompleteTrial(int64_t trial_id,
                                                     std::map<std::string, double> final_metrics,
-                                                    std::optional<ClassReport> classes = std::nullopt);
+                                                    std::optional<ClassReport> classes = std::nullopt,
+                                                    const std::string& holder = "");
   // RUNNING -> FAILED; with `retry`, the same parameters go to a new trial
   // (at most max_retries times in a chain). Idempotent on a FAILED trial.
   [[nodiscard]] absl::StatusOr<Trial> FailTrial(int64_t trial_id, const std::string& reason,
-                                                bool retry);
+                                                bool retry, const std::string& holder = "");
   // Fails (and retries) every RUNNING trial whose lease has expired. Returns how many.
   int ReapExpiredLeases();
 
+  ~Coordinator();
   const CoordinatorOptions& options() const { return options_; }
 
  private:
-  struct Entry {
-    Study study;
-    StudySpec spec;
-    std::unique_ptr<Sampler> sampler;
-    std::unique_ptr<Pruner> pruner;
-    bool exhausted = false;  // the sampler has nothing left (grid): no new trials
+  struct Lease {
+    absl::Time deadline;
+    std::string holder;  // empty: not known yet (loaded at start-up); the next caller takes it
   };
+  struct Entry {
+    Entry(StudySpec s, std::unique_ptr<Sampler> sa, std::unique_ptr<Pruner> pr)
+        : spec(std::move(s)), pruner(std::move(pr)), sampler(std::move(sa)) {}
+    const StudySpec spec;
+    const std::unique_ptr<Pruner> pruner;  // pure; called under mu
 
-  Coordinator(std::unique_ptr<Storage> storage, const Clock* clock, CoordinatorOptions options)
-      : storage_(std::move(storage)), clock_(clock), options_(options) {}
+    absl::Mutex sample_mu ABSL_ACQUIRED_BEFORE(mu);
+    std::unique_ptr<Sampler> sampler ABSL_GUARDED_BY(sample_mu);
+    Study snapshot ABSL_GUARDED_BY(sample_mu);  // what the sampler sees (see the top of this file)
 
-  absl::StatusOr<std::pair<Entry*, Trial*>> FindTrial(int64_t trial_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Fail(Entry& e, Trial& t, const std::string& reason, bool retry)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status StartTrial(Entry& e, Trial& t, const std::string& worker)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status FinishIfDone(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Samples the active parameters `t` lacks (enqueued trials may be partial).
-  absl::Status FillParams(Entry& e, Trial& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+    mutable absl::Mutex mu;
+    Study study ABSL_GUARDED_BY(mu);
+    bool exhausted ABSL_GUARDED_BY(mu) = false;  // the sampler has nothing left (grid)
+    std::deque<int> waiting ABSL_GUARDED_BY(mu);  // numbers of WAITING trials, oldest first (may be stale)
+    std::map<int64_t, Lease> leases ABSL_GUARDED_BY(mu);  // RUNNING trial id -> lease
+    std::set<int> changed ABSL_GUARDED_BY(mu);  // numbers changed since the snapshot was synced
+    int used_slots ABSL_GUARDED_BY(mu) = 0;     // UsedSlots(study), kept by Put
+    int unfinished ABSL_GUARDED_BY(mu) = 0;     // trials not finished, kept by Put
+  };
+  using EntryPtr = std::shared_ptr<Entry>;
+  struct TrialRef {
+    EntryPtr entry;
+    int number = 0;
+  };
+  enum class Outcome { kAssigned, kNothing, kBusy };
+
+  Coordinator(std::unique_ptr<Storage> storage, const Clock* clock, CoordinatorOptions options);
+
+  EntryPtr FindStudy(int64_t study_id) const ABSL_LOCKS_EXCLUDED(map_mu_);
+  absl::StatusOr<TrialRef> FindTrial(int64_t trial_id) const ABSL_LOCKS_EXCLUDED(map_mu_);
+  void IndexTrial(const Trial& t) ABSL_LOCKS_EXCLUDED(map_mu_);
+  // Every change to a trial of `e` goes through here: stores `t` at t.number (appending a new
+  // one) and keeps the counters, the waiting queue and the snapshot's change set.
+  static void Put(Entry& e, Trial t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Checks `holder` against the lease of RUNNING trial `t` (taking it when it has no holder).
+  static absl::Status CheckHolder(Entry& e, const Trial& t, const std::string& holder)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  absl::StatusOr<Outcome> TryStudy(const EntryPtr& e, const std::string& worker, const std::string& holder,
+                                   bool wait, std::optional<Assignment>* out);
+  absl::StatusOr<Outcome> SampleAndStart(Entry& e, const std::string& worker,
+                                         const std::string& holder, std::optional<Assignment>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.sample_mu);
+  absl::Status Fail(Entry& e, const Trial& t, const std::string& reason, bool retry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  absl::Status Start(Entry& e, Trial t, const std::string& worker, const std::string& holder)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  absl::Status FinishIfDone(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   static std::string NotRunningMessage(const Trial& t);
 
-  mutable absl::Mutex mu_;
-  std::unique_ptr<Storage> storage_ ABSL_GUARDED_BY(mu_);
   const Clock* clock_;
   const CoordinatorOptions options_;
-  std::map<int64_t, Entry> studies_ ABSL_GUARDED_BY(mu_);
-  std::map<int64_t, std::pair<int64_t, int>> trial_index_ ABSL_GUARDED_BY(mu_);  // id -> study, number
-  std::map<int64_t, absl::Time> leases_ ABSL_GUARDED_BY(mu_);                    // RUNNING trial -> deadline
+  mutable absl::Mutex map_mu_;
+  std::map<int64_t, EntryPtr> studies_ ABSL_GUARDED_BY(map_mu_);
+  std::unordered_map<int64_t, std::pair<int64_t, int>> trial_index_ ABSL_GUARDED_BY(map_mu_);  // id -> study, number
+  mutable absl::Mutex storage_mu_;
+  std::unique_ptr<Storage> storage_ ABSL_GUARDED_BY(storage_mu_);
+  std::unique_ptr<WorkPool> pool_;  // last: destroyed (joined) first
 };
 
 }  // namespace hpo::server

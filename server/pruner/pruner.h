@@ -18,7 +18,8 @@ class Pruner {
   virtual ~Pruner() = default;
   // Decides for `trial`, whose last measurement is the one just reported, from
   // every trial of `study` (a read-only snapshot; `trial` is one of them).
-  // Pure: the same snapshot gives the same decision. Called under the coordinator's lock.
+  // Pure: the same snapshot gives the same decision. Called under the lock of `study` only
+  // (other studies go on); may be called from several threads for different studies.
   [[nodiscard]] virtual absl::StatusOr<PruneDecision> Decide(const Study& study,
                                                              const Trial& trial) const = 0;
 };

@@ -9,6 +9,7 @@ namespace {
 
 class RandomSampler final : public Sampler {
  public:
+  bool UsesHistory() const override { return false; }
   absl::StatusOr<ParamMap> Sample(const Study& study, int number, uint64_t trial_seed) override {
     ParamMap out;
     for (const ParamSpec& p : study.spec.params) {
