@@ -145,6 +145,7 @@ void Coordinator::Put(Entry& e, Trial t) {
   if (t.state == TrialState::kWaiting && !was_waiting) e.waiting.push_back(n);
   e.used_slots += uses_slot(t);
   e.unfinished += open(t);
+  e.pruner->Observe(n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr, t);
   if (n < static_cast<int>(e.study.trials.size())) {
     e.used_slots -= uses_slot(e.study.trials[n]);
     e.unfinished -= open(e.study.trials[n]);

@@ -160,7 +160,7 @@ class Coordinator {
     Entry(StudySpec s, std::unique_ptr<Sampler> sa, std::unique_ptr<Pruner> pr)
         : spec(std::move(s)), pruner(std::move(pr)), sampler(std::move(sa)) {}
     const StudySpec spec;
-    const std::unique_ptr<Pruner> pruner;  // pure; called under mu
+    const std::unique_ptr<Pruner> pruner;  // told of every change (Put) and asked, under mu
 
     absl::Mutex sample_mu ABSL_ACQUIRED_BEFORE(mu);
     std::unique_ptr<Sampler> sampler ABSL_GUARDED_BY(sample_mu);
@@ -188,7 +188,8 @@ class Coordinator {
   absl::StatusOr<TrialRef> FindTrial(int64_t trial_id) const ABSL_LOCKS_EXCLUDED(map_mu_);
   void IndexTrial(const Trial& t) ABSL_LOCKS_EXCLUDED(map_mu_);
   // Every change to a trial of `e` goes through here: stores `t` at t.number (appending a new
-  // one) and keeps the counters, the waiting queue and the snapshot's change set.
+  // one) and keeps the counters, the waiting queue, the snapshot's change set and the pruner's
+  // incremental state (Pruner::Observe).
   static void Put(Entry& e, Trial t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   // Checks `holder` against the lease of RUNNING trial `t` (taking it when it has no holder).
   static absl::Status CheckHolder(Entry& e, const Trial& t, const std::string& holder)

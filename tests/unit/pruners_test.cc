@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 #include "server/core/study_spec.h"
 #include "server/pruner/pruner_registry.h"
@@ -54,6 +55,49 @@ TEST(PercentilePrunerTest, KeepsTheTopPercent) {
   EXPECT_TRUE(with(0.35).prune);   // cut-off: 75th percentile of 0.1..0.5 = 0.4
   EXPECT_FALSE(with(0.45).prune);
   EXPECT_NE(with(0.35).reason.find("keep top 25%"), std::string::npos) << with(0.35).reason;
+}
+
+// The coordinator tells a pruner of every trial change (Observe); the percentile pruner then decides
+// from per-step order-statistics trees. Its decisions must equal those from scanning the study.
+TEST(PercentilePrunerTest, IncrementalDecisionsEqualTheScanOfTheStudy) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (const json& pruner : {json{{"type", "median"}, {"startup_trials", 3}},
+                             json{{"type", "percentile"}, {"keep_top", 30}, {"startup_trials", 2},
+                                  {"warmup_steps", 1}, {"min_trials_at_step", 4}}}) {
+    Study s = MakeStudy(pruner, {});
+    auto incremental = MakePruner(s.spec);
+    ASSERT_TRUE(incremental.ok());
+    int decided = 0, pruned = 0;
+    for (int n = 0; n < 120; ++n) {
+      Trial t;
+      t.id = n + 1;
+      t.number = n;
+      t.state = TrialState::kRunning;
+      (*incremental)->Observe(nullptr, t);
+      s.trials.push_back(t);
+      const int steps = 1 + static_cast<int>(u(rng) * 8);
+      const double level = u(rng);
+      for (int step = 1; step <= steps; ++step) {
+        Trial before = s.trials.back();
+        s.trials.back().measurements.push_back({step, level + 0.05 * step + 0.1 * u(rng), {}, {}});
+        auto scan = MakePruner(s.spec);
+        auto a = (*scan)->Decide(s, s.trials.back());
+        auto b = (*incremental)->Decide(s, s.trials.back());
+        ASSERT_TRUE(a.ok() && b.ok());
+        ASSERT_EQ(a->prune, b->prune) << "trial " << n << " step " << step;
+        ASSERT_EQ(a->reason, b->reason);
+        ++decided;
+        pruned += a->prune;
+        (*incremental)->Observe(&before, s.trials.back());
+      }
+      Trial before = s.trials.back();
+      s.trials.back().state = u(rng) < 0.8 ? TrialState::kCompleted : TrialState::kPruned;
+      (*incremental)->Observe(&before, s.trials.back());
+    }
+    EXPECT_GT(pruned, 20);
+    EXPECT_LT(pruned, decided);
+  }
 }
 
 TEST(AshaPrunerTest, KeepsTheTopThirdAtEachRungWithoutWaiting) {
