@@ -68,6 +68,9 @@ class AnyPruner final : public Pruner {
     }
     return PruneDecision{};
   }
+  void Observe(const Trial* before, const Trial& after) override {
+    for (const auto& p : pruners_) p->Observe(before, after);
+  }
 
  private:
   std::vector<std::unique_ptr<Pruner>> pruners_;
