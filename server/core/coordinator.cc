@@ -130,6 +130,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<S
     {
       absl::MutexLock mlock(&c->map_mu_);
       c->studies_.emplace(id, e);
+      if (e->study.state == StudyState::kRunning) c->running_.insert(id);
     }
     RETURN_IF_ERROR(c->FinishIfDone(*e));
   }
@@ -197,6 +198,7 @@ absl::StatusOr<Study> Coordinator::CreateStudy(const std::string& spec_json) {
   }
   absl::MutexLock lock(&map_mu_);
   studies_.emplace(study.id, std::move(e));
+  running_.insert(study.id);
   return study;
 }
 
@@ -253,7 +255,7 @@ absl::StatusOr<Study> Coordinator::StopStudy(int64_t study_id) {
     e.leases.erase(t.id);
     Put(e, std::move(t));
   }
-  e.study.state = StudyState::kStopped;
+  SetState(e, StudyState::kStopped);
   return e.study;
 }
 
@@ -527,7 +529,8 @@ absl::StatusOr<std::optional<Assignment>> Coordinator::AskTrial(const std::strin
     candidates.push_back(std::move(e));
   } else {
     absl::ReaderMutexLock lock(&map_mu_);
-    for (const auto& [id, e] : studies_) {
+    for (int64_t id : running_) {
+      const EntryPtr& e = studies_.at(id);
       if (runs(*e)) candidates.push_back(e);
     }
   }
@@ -773,8 +776,18 @@ absl::Status Coordinator::FinishIfDone(Entry& e) {
     absl::MutexLock slock(&storage_mu_);
     RETURN_IF_ERROR(storage_->UpdateStudyState(e.study.id, StudyState::kCompleted));
   }
-  e.study.state = StudyState::kCompleted;
+  SetState(e, StudyState::kCompleted);
   return absl::OkStatus();
+}
+
+void Coordinator::SetState(Entry& e, StudyState state) {
+  e.study.state = state;
+  absl::MutexLock lock(&map_mu_);
+  if (state == StudyState::kRunning) {
+    running_.insert(e.study.id);
+  } else {
+    running_.erase(e.study.id);
+  }
 }
 
 int Coordinator::ReapExpiredLeases() {

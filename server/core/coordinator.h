@@ -204,12 +204,15 @@ class Coordinator {
   absl::Status Start(Entry& e, Trial t, const std::string& worker, const std::string& holder)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   absl::Status FinishIfDone(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Sets a study's state in memory (after it is stored) and keeps running_.
+  void SetState(Entry& e, StudyState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   static std::string NotRunningMessage(const Trial& t);
 
   const Clock* clock_;
   const CoordinatorOptions options_;
   mutable absl::Mutex map_mu_;
   std::map<int64_t, EntryPtr> studies_ ABSL_GUARDED_BY(map_mu_);
+  std::set<int64_t> running_ ABSL_GUARDED_BY(map_mu_);  // ids of RUNNING studies: what AskTrial looks at
   std::unordered_map<int64_t, std::pair<int64_t, int>> trial_index_ ABSL_GUARDED_BY(map_mu_);  // id -> study, number
   mutable absl::Mutex storage_mu_;
   std::unique_ptr<Storage> storage_ ABSL_GUARDED_BY(storage_mu_);
