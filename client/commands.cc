@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -17,6 +18,8 @@
 #include "client/init.h"
 #include "client/report.h"
 #include "proto/common/param_json.h"
+#include "proto/common/status_macros.h"
+#include "proto/common/tls_files.h"
 
 namespace hpo::client {
 namespace {
@@ -33,6 +36,9 @@ const char* CodeName(grpc::StatusCode code) {
     case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
     case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
     case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
     default: return "ERROR";
   }
 }
@@ -42,12 +48,15 @@ template <typename Fn>
 absl::Status Call(Context& ctx, Fn rpc) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(ctx.timeout));
+  AddBearerToken(&context, ctx.token);
   grpc::Status s = rpc(&context);
   if (s.ok()) return absl::OkStatus();
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
     return absl::UnavailableError(absl::StrCat("cannot reach the coordinator at ", ctx.address, " (",
                                                s.error_message(),
-                                               "): is hpo-server running there? (--coordinator)"));
+                                               "): is hpo-server running there? (--coordinator)",
+                                               ctx.tls ? " Does its certificate match --tls_ca and the address?"
+                                                       : " If it serves TLS, pass --tls_ca."));
   }
   if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return absl::DeadlineExceededError(absl::StrCat("the coordinator at ", ctx.address,
@@ -603,6 +612,101 @@ absl::Status Watch(Context& ctx, const std::vector<std::string>& args) {
 
 }  // namespace
 
+namespace {
+
+const char* RoleText(hpo::v1::Role r) {
+  switch (r) {
+    case hpo::v1::ROLE_ADMIN: return "admin";
+    case hpo::v1::ROLE_WORKER: return "worker";
+    case hpo::v1::ROLE_READER: return "reader";
+    default: return "?";
+  }
+}
+
+json TokenJson(const hpo::v1::TokenInfo& t) {
+  return {{"id", t.id()},
+          {"role", RoleText(t.role())},
+          {"study", t.study_id() != 0 ? json(t.study_id()) : json(nullptr)},
+          {"note", t.note()},
+          {"created_unix_ms", t.created_unix_ms()},
+          {"revoked", t.revoked()}};
+}
+
+std::string TokenLine(const hpo::v1::TokenInfo& t) {
+  return absl::StrCat(Cell(absl::StrCat(t.id()), 5, true), "  ", Cell(RoleText(t.role()), 7, false), "  ",
+                      Cell(t.study_id() != 0 ? absl::StrCat(t.study_id()) : "any", 6, false), "  ",
+                      Cell(t.revoked() ? "revoked" : "active", 8, false), "  ",
+                      absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(t.created_unix_ms()),
+                                       absl::LocalTimeZone()),
+                      "  ", t.note());
+}
+
+// hpoctl token create --role=ROLE [--study=ID] [--note=TEXT] | token list | token revoke ID
+absl::Status Token(Context& ctx, const std::vector<std::string>& args) {
+  constexpr char kUsage[] =
+      "usage: hpoctl token create --role=admin|worker|reader [--study=ID] [--note=TEXT] | token list | "
+      "token revoke ID";
+  if (args.empty()) return absl::InvalidArgumentError(kUsage);
+  if (args[0] == "create" && args.size() == 1) {
+    hpo::v1::CreateTokenRequest req;
+    if (ctx.role == "admin") req.set_role(hpo::v1::ROLE_ADMIN);
+    else if (ctx.role == "worker") req.set_role(hpo::v1::ROLE_WORKER);
+    else if (ctx.role == "reader") req.set_role(hpo::v1::ROLE_READER);
+    else return absl::InvalidArgumentError(absl::StrCat(kUsage, ": --role must be admin, worker or reader"));
+    if (ctx.study < 0) return absl::InvalidArgumentError(absl::StrCat(kUsage, ": --study is a study id"));
+    req.set_study_id(ctx.study);
+    req.set_note(ctx.note);
+    hpo::v1::CreateTokenResponse resp;
+    RETURN_IF_ERROR(Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->CreateToken(c, req, &resp); }));
+    if (ctx.json) {
+      json j = TokenJson(resp.info());
+      j["token"] = resp.token();
+      std::cout << j.dump() << "\n";
+    } else {
+      std::cerr << "token " << resp.info().id() << " (" << RoleText(resp.info().role())
+                << (resp.info().study_id() != 0 ? absl::StrCat(", study ", resp.info().study_id()) : "")
+                << "); it is shown only now: pass it as --token or HPO_TOKEN\n";
+      std::cout << resp.token() << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (args[0] == "list" && args.size() == 1) {
+    hpo::v1::ListTokensResponse resp;
+    RETURN_IF_ERROR(Call(ctx, [&](grpc::ClientContext* c) {
+      return ctx.stub->ListTokens(c, hpo::v1::ListTokensRequest(), &resp);
+    }));
+    if (ctx.json) {
+      json j = json::array();
+      for (const auto& t : resp.tokens()) j.push_back(TokenJson(t));
+      std::cout << j.dump() << "\n";
+    } else {
+      std::cout << "   id  role     study   state     created              note\n";
+      for (const auto& t : resp.tokens()) std::cout << TokenLine(t) << "\n";
+    }
+    return absl::OkStatus();
+  }
+  if (args[0] == "revoke" && args.size() == 2) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(args[1], &id) || id <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("usage: hpoctl token revoke ID: ID is a token id (a positive "
+                                                     "number, see hpoctl token list), not \"", args[1], "\""));
+    }
+    hpo::v1::RevokeTokenRequest req;
+    req.set_token_id(id);
+    hpo::v1::RevokeTokenResponse resp;
+    RETURN_IF_ERROR(Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->RevokeToken(c, req, &resp); }));
+    if (ctx.json) {
+      std::cout << TokenJson(resp.info()).dump() << "\n";
+    } else {
+      std::cout << "token " << resp.info().id() << " revoked\n";
+    }
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(kUsage);
+}
+
+}  // namespace
+
 absl::Status RunCommand(Context& ctx, const std::string& command, const std::vector<std::string>& args) {
   if (command == "create") return Create(ctx, args);
   if (command == "list") return List(ctx, args);
@@ -614,6 +718,7 @@ absl::Status RunCommand(Context& ctx, const std::string& command, const std::vec
   if (command == "enqueue") return Enqueue(ctx, args);
   if (command == "diagnose") return Diagnose(ctx, args);
   if (command == "report") return Report(ctx, args);
+  if (command == "token") return Token(ctx, args);
   if (command == "init") return Init(args, ctx.out, std::cout, std::cerr);  // client/init.h; no coordinator
   return absl::InvalidArgumentError(absl::StrCat(
       "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop, "

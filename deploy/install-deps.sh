@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libsqlite3-dev libspdlog-dev nlohmann-json3-dev zlib1g-dev
+  libssl-dev openssl
   libturbojpeg0-dev libspng-dev libcpp-httplib-dev prometheus-cpp-dev
   libtorch-dev libopenblas0-openmp
   googletest libgtest-dev libgmock-dev

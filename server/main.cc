@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <algorithm>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <thread>
 
@@ -15,6 +17,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "proto/common/json_log.h"
+#include "proto/common/tls_files.h"
+#include "server/auth/policy.h"
+#include "server/auth/token_store.h"
 #include "server/core/coordinator.h"
 #include "server/http/http_server.h"
 #include "server/http/prometheus_metrics.h"
@@ -35,6 +40,46 @@ ABSL_FLAG(bool, http_allow_remote, false,
 ABSL_FLAG(std::string, http_port_file, "", "if set, write the HTTP port actually bound to this file");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(std::string, log_format, "text", "text, or json: one object a line with study, trial and worker fields");
+ABSL_FLAG(std::string, tls_cert, "", "serve gRPC over TLS with this certificate chain (PEM); needs --tls_key");
+ABSL_FLAG(std::string, tls_key, "", "the private key (PEM) of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "mutual TLS: require client certificates signed by this CA (PEM)");
+ABSL_FLAG(bool, require_tokens, false,
+          "every call but the health service needs a bearer token with the role its RPC needs");
+ABSL_FLAG(bool, insecure, false,
+          "allow --listen on an address other than loopback without TLS and --require_tokens (logs a warning)");
+ABSL_FLAG(std::string, new_token, "",
+          "print a new token with this role (admin, worker, reader) for --db and exit");
+ABSL_FLAG(int64_t, new_token_study, 0, "with --new_token=worker: bind the token to this study id");
+ABSL_FLAG(std::string, tokens_db, "", "the SQLite file of tokens (default: the --db path + \".tokens\")");
+
+namespace {
+
+// hpo-server --new_token=ROLE: makes a token in the token store of --db, prints it, exits.
+int NewToken(const std::string& role_name, int64_t study_id, const std::string& tokens_path) {
+  absl::StatusOr<hpo::server::Role> role = hpo::server::ParseRole(role_name);
+  if (!role.ok()) {
+    spdlog::error("--new_token: {}", std::string(role.status().message()));
+    return 2;
+  }
+  auto store = hpo::server::OpenSqliteTokenStore(tokens_path);
+  if (!store.ok()) {
+    spdlog::error("{}", std::string(store.status().message()));
+    return 1;
+  }
+  auto token = (*store)->Create(*role, study_id, "hpo-server --new_token");
+  if (!token.ok()) {
+    spdlog::error("--new_token: {}", std::string(token.status().message()));
+    return 1;
+  }
+  std::cout << token->secret << std::endl;
+  std::cerr << "token " << token->record.id << " (role " << role_name
+            << (study_id != 0 ? ", study " + std::to_string(study_id) : std::string()) << ") stored hashed in "
+            << tokens_path << "; it is shown only now. Clients pass it as --token or HPO_TOKEN.\n";
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("hpo-server --listen=HOST:PORT --db=PATH: the hpo coordinator");
@@ -85,6 +130,57 @@ int main(int argc, char** argv) {
     }
   }
   const std::string db_path = absl::GetFlag(FLAGS_db);
+  const std::string tokens_path =
+      absl::GetFlag(FLAGS_tokens_db).empty() ? hpo::server::TokenDbPathFor(db_path) : absl::GetFlag(FLAGS_tokens_db);
+  if (!absl::GetFlag(FLAGS_new_token).empty()) {
+    return NewToken(absl::GetFlag(FLAGS_new_token), absl::GetFlag(FLAGS_new_token_study), tokens_path);
+  }
+
+  // TLS and tokens (README "Security"): checked before anything is opened.
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  const bool require_tokens = absl::GetFlag(FLAGS_require_tokens);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  const bool tls = !absl::GetFlag(FLAGS_tls_cert).empty() || !absl::GetFlag(FLAGS_tls_key).empty();
+  if (tls) {
+    if (absl::GetFlag(FLAGS_tls_cert).empty() || absl::GetFlag(FLAGS_tls_key).empty()) {
+      spdlog::error("--tls_cert and --tls_key go together: the server's certificate chain and its private key");
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    absl::StatusOr<std::string> cert = hpo::ReadPemFile("tls_cert", absl::GetFlag(FLAGS_tls_cert));
+    absl::StatusOr<std::string> key =
+        cert.ok() ? hpo::ReadPemFile("tls_key", absl::GetFlag(FLAGS_tls_key)) : cert.status();
+    if (!key.ok()) {
+      spdlog::error("{}", std::string(key.status().message()));
+      return 2;
+    }
+    pair.cert_chain = *cert;
+    pair.private_key = *key;
+    ssl.pem_key_cert_pairs.push_back(pair);
+    if (!absl::GetFlag(FLAGS_tls_client_ca).empty()) {
+      absl::StatusOr<std::string> ca = hpo::ReadPemFile("tls_client_ca", absl::GetFlag(FLAGS_tls_client_ca));
+      if (!ca.ok()) {
+        spdlog::error("{}", std::string(ca.status().message()));
+        return 2;
+      }
+      ssl.pem_root_certs = *ca;
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    credentials = grpc::SslServerCredentials(ssl);
+  } else if (!absl::GetFlag(FLAGS_tls_client_ca).empty()) {
+    spdlog::error("--tls_client_ca needs --tls_cert and --tls_key: mutual TLS is TLS first");
+    return 2;
+  }
+  std::string insecure_warning;
+  if (absl::Status s = hpo::server::CheckListenSecurity(listen, tls, require_tokens, absl::GetFlag(FLAGS_insecure),
+                                                        &insecure_warning);
+      !s.ok()) {
+    spdlog::error("{}", std::string(s.message()));
+    return 2;
+  }
+  if (!insecure_warning.empty()) spdlog::warn("{}", insecure_warning);
+
   auto storage = hpo::server::OpenSqliteStorage(db_path, storage_options);
   if (!storage.ok()) {
     spdlog::error("{}", std::string(storage.status().message()));
@@ -103,31 +199,49 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  auto tokens = hpo::server::OpenSqliteTokenStore(tokens_path);
+  if (!tokens.ok()) {
+    spdlog::error("{}", std::string(tokens.status().message()));
+    return 1;
+  }
+  if (require_tokens) {
+    auto known = (*tokens)->List();
+    const bool any_admin = known.ok() && std::any_of(known->begin(), known->end(), [](const auto& t) {
+      return t.role == hpo::server::Role::kAdmin && !t.revoked;
+    });
+    if (!any_admin) {
+      spdlog::warn("--require_tokens and no admin token yet: make one with hpo-server --db={} --new_token=admin",
+                   db_path);
+    }
+  }
   if (metrics) {
     metrics->SetCoordinator(coordinator->get());
     hpo::server::SetRpcMetrics(metrics.get());
   }
-  hpo::server::CoordinatorService service(coordinator->get());
+  hpo::server::Authorizer authorizer(tokens->get(), require_tokens);
+  hpo::server::CoordinatorService service(coordinator->get(), &authorizer);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen), grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, credentials, &port);
   builder.RegisterService(&service);
   hpo::server::ConfigureServerBuilder(&builder);  // message size limits (README "Limits")
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
-    spdlog::error("cannot listen on {}: is the address valid and the port free?",
-                  absl::GetFlag(FLAGS_listen));
+    spdlog::error("cannot listen on {}: is the address valid and the port free?{}", listen,
+                  tls ? " (and do --tls_cert and --tls_key belong together?)" : "");
     return 1;
   }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     std::ofstream(absl::GetFlag(FLAGS_port_file)) << port << "\n";
   }
-  spdlog::info("hpo-server listening on port {} (database {}, lease {})", port, db_path,
-               absl::FormatDuration(options.lease_timeout));
+  spdlog::info("hpo-server listening on port {} (database {}, lease {}; {}, {})", port, db_path,
+               absl::FormatDuration(options.lease_timeout),
+               !tls ? "plaintext" : absl::GetFlag(FLAGS_tls_client_ca).empty() ? "TLS" : "mutual TLS",
+               require_tokens ? "tokens required" : "no tokens");
   std::unique_ptr<hpo::server::HttpServer> http;
   if (!http_address.empty()) {
     hpo::server::HttpOptions http_options;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "proto/common/grpc_status.h"
+#include "proto/common/tls_files.h"
 
 namespace hpo::worker {
 namespace {
@@ -23,16 +24,20 @@ bool Transient(const absl::Status& s) {
 }  // namespace
 
 CoordinatorClient::CoordinatorClient(const std::string& address, std::string worker_id,
-                                     const std::atomic<bool>* stop)
-    : address_(address), worker_id_(std::move(worker_id)), stop_(stop) {
+                                     const std::atomic<bool>* stop,
+                                     std::shared_ptr<grpc::ChannelCredentials> credentials, std::string token)
+    : address_(address), worker_id_(std::move(worker_id)), token_(std::move(token)), stop_(stop) {
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   stub_ = hpo::v1::Coordinator::NewStub(
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+      grpc::CreateCustomChannel(address, credentials, args));
 }
+
+void CoordinatorClient::Prepare(grpc::ClientContext* ctx) const { AddBearerToken(ctx, token_); }
 
 template <typename Fn>
 absl::Status CoordinatorClient::Retrying(const char* what, Fn call) {
@@ -60,6 +65,7 @@ absl::StatusOr<hpo::v1::AskTrialResponse> CoordinatorClient::Ask(const std::vect
   for (const auto& t : task_types) req.add_task_types(t);
   hpo::v1::AskTrialResponse resp;
   grpc::ClientContext ctx;
+  Prepare(&ctx);
   ctx.set_deadline(Deadline(absl::Seconds(30)));
   absl::Status s = FromGrpcStatus(stub_->AskTrial(&ctx, req, &resp));
   if (!s.ok()) return s;
@@ -82,12 +88,14 @@ absl::StatusOr<hpo::v1::ProgressDecision> CoordinatorClient::Report(int64_t tria
                                                                     const hpo::v1::DataReport* data) {
   hpo::v1::ProgressReport report;
   report.set_trial_id(trial_id);
+  report.set_worker_id(worker_id_);
   *report.mutable_measurement() = m;
   if (data != nullptr) *report.mutable_data() = *data;
   hpo::v1::ProgressDecision decision;
   absl::Status s = Retrying("report", [&]() -> absl::Status {
     if (!stream_) {
       stream_ctx_ = std::make_unique<grpc::ClientContext>();
+      Prepare(stream_ctx_.get());
       stream_ctx_->set_deadline(Deadline(absl::Hours(72)));  // a trial's whole life
       stream_ = stub_->ReportProgress(stream_ctx_.get());
     }
@@ -111,6 +119,7 @@ absl::StatusOr<hpo::v1::HeartbeatResponse> CoordinatorClient::Heartbeat(int64_t 
   req.set_worker_id(worker_id_);
   hpo::v1::HeartbeatResponse resp;
   grpc::ClientContext ctx;
+  Prepare(&ctx);
   ctx.set_deadline(Deadline(absl::Seconds(5)));
   absl::Status s = FromGrpcStatus(stub_->Heartbeat(&ctx, req, &resp));
   if (!s.ok()) return s;
@@ -122,10 +131,12 @@ absl::Status CoordinatorClient::Complete(int64_t trial_id, const std::map<std::s
   return Retrying("complete", [&] {
     hpo::v1::CompleteTrialRequest req;
     req.set_trial_id(trial_id);
+    req.set_worker_id(worker_id_);
     if (classes != nullptr) *req.mutable_classes() = *classes;
     for (const auto& [k, v] : metrics) (*req.mutable_final_metrics())[k] = v;
     hpo::v1::CompleteTrialResponse resp;
     grpc::ClientContext ctx;
+    Prepare(&ctx);
     ctx.set_deadline(Deadline(absl::Seconds(10)));
     return FromGrpcStatus(stub_->CompleteTrial(&ctx, req, &resp));
   });
@@ -137,8 +148,10 @@ absl::Status CoordinatorClient::Fail(int64_t trial_id, const std::string& reason
     req.set_trial_id(trial_id);
     req.set_reason(reason);
     req.set_retry(retry);
+    req.set_worker_id(worker_id_);
     hpo::v1::FailTrialResponse resp;
     grpc::ClientContext ctx;
+    Prepare(&ctx);
     ctx.set_deadline(Deadline(absl::Seconds(10)));
     return FromGrpcStatus(stub_->FailTrial(&ctx, req, &resp));
   });

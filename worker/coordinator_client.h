@@ -12,13 +12,18 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include <grpcpp/security/credentials.h>
+
 #include "hpo/v1/coordinator.grpc.pb.h"
 
 namespace hpo::worker {
 
 class CoordinatorClient {
  public:
-  CoordinatorClient(const std::string& address, std::string worker_id, const std::atomic<bool>* stop);
+  // `credentials`: TLS or plaintext (null: plaintext; see proto/common/tls_files.h). `token`, when
+  // set, goes with every call as "authorization: Bearer TOKEN".
+  CoordinatorClient(const std::string& address, std::string worker_id, const std::atomic<bool>* stop,
+                    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr, std::string token = "");
 
   const std::string& worker_id() const { return worker_id_; }
   const std::string& address() const { return address_; }
@@ -46,7 +51,10 @@ class CoordinatorClient {
   template <typename Fn>
   absl::Status Retrying(const char* what, Fn call);
 
-  std::string address_, worker_id_;
+  // A context with the token (when set) for one call.
+  void Prepare(grpc::ClientContext* ctx) const;
+
+  std::string address_, worker_id_, token_;
   const std::atomic<bool>* stop_;
   std::unique_ptr<hpo::v1::Coordinator::Stub> stub_;
   // The open measurement stream of the current trial.

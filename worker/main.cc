@@ -9,6 +9,7 @@
 #include <chrono>
 #include <thread>
 
+#include "proto/common/tls_files.h"
 #include "absl/flags/flag.h"
 #include "proto/common/json_log.h"
 #include "absl/flags/parse.h"
@@ -26,6 +27,10 @@ ABSL_FLAG(std::string, cache_dir, "",
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: all cores)");
 ABSL_FLAG(std::string, worker_id, "", "name of this worker (default HOST:PID)");
 ABSL_FLAG(int, max_trials, 0, "exit after running this many trials (0: run until stopped)");
+ABSL_FLAG(std::string, token, "", "bearer token (role worker) sent with every call (default: $HPO_TOKEN)");
+ABSL_FLAG(std::string, tls_ca, "", "connect with TLS, trusting this CA (PEM) for the coordinator's certificate");
+ABSL_FLAG(std::string, tls_cert, "", "mutual TLS: this worker's certificate (PEM); needs --tls_key and --tls_ca");
+ABSL_FLAG(std::string, tls_key, "", "mutual TLS: the private key (PEM) of --tls_cert");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error");
 ABSL_FLAG(std::string, log_format, "text", "text, or json: one object a line with study, trial and worker fields");
 ABSL_FLAG(bool, malloc_tuning, true,
@@ -77,6 +82,16 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  hpo::ClientSecurity security;
+  security.tls_ca = absl::GetFlag(FLAGS_tls_ca);
+  security.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  security.tls_key = absl::GetFlag(FLAGS_tls_key);
+  auto credentials = hpo::MakeChannelCredentials(security);
+  if (!credentials.ok()) {
+    spdlog::error("{}", std::string(credentials.status().message()));
+    return 2;
+  }
+
   // Threads first, before any LibTorch work (see README "Performance").
   int threads = absl::GetFlag(FLAGS_threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -90,7 +105,8 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  hpo::worker::CoordinatorClient client(absl::GetFlag(FLAGS_coordinator), worker_id, &g_stop);
+  hpo::worker::CoordinatorClient client(absl::GetFlag(FLAGS_coordinator), worker_id, &g_stop, *credentials,
+                                        hpo::TokenFromFlagOrEnv(absl::GetFlag(FLAGS_token)));
   hpo::worker::RunnerOptions options;
   options.data_root = absl::GetFlag(FLAGS_data_root);
   options.threads = threads;
@@ -115,6 +131,13 @@ int main(int argc, char** argv) {
   bool warned = false;
   while (!g_stop.load() && (max_trials == 0 || ran < max_trials)) {
     auto a = client.Ask({"cnn"});
+    if (!a.ok() && (a.status().code() == absl::StatusCode::kUnauthenticated ||
+                    a.status().code() == absl::StatusCode::kPermissionDenied)) {
+      // Asking again will not help: a missing, revoked or wrong token.
+      spdlog::error("the coordinator at {} refused this worker: {} (give --token or HPO_TOKEN a worker token)",
+                    client.address(), std::string(a.status().message()));
+      return 1;
+    }
     if (!a.ok()) {
       const bool transient = a.status().code() == absl::StatusCode::kUnavailable ||
                              a.status().code() == absl::StatusCode::kDeadlineExceeded;

@@ -45,7 +45,10 @@ class HeartbeatThread {
             if (r.ok() && !r->keep_running()) {
               reason_ = r->reason();
               revoked_ = true;
-            } else if (!r.ok() && r.status().code() == absl::StatusCode::kNotFound) {
+            } else if (!r.ok() && (r.status().code() == absl::StatusCode::kNotFound ||
+                                   r.status().code() == absl::StatusCode::kPermissionDenied ||
+                                   r.status().code() == absl::StatusCode::kUnauthenticated)) {
+              // Gone, held by another identity (README "Security"), or our token was revoked.
               reason_ = std::string(r.status().message());
               revoked_ = true;
             }

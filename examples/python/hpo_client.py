@@ -138,50 +138,62 @@ class _FollowHpoClientLevel(logging.Filter):
 logging.getLogger("hpo").addFilter(_FollowHpoClientLevel())
 
 
-def _client(address, timeout, connect_timeout):
-    return hpo.Client(address, timeout=timeout, connect_timeout=connect_timeout)
+def _security(token, tls_ca, tls_cert, tls_key):
+    """Every function takes token= (default: $HPO_TOKEN), tls_ca=, and tls_cert=/tls_key= for mutual TLS,
+    as hpo.Client does (README "Security")."""
+    return dict(token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
 
 
-def create_study(address, spec, *, timeout=30.0, connect_timeout=10.0):
+def _client(address, timeout, connect_timeout, security=None):
+    return hpo.Client(address, timeout=timeout, connect_timeout=connect_timeout, **(security or {}))
+
+
+def create_study(address, spec, *, timeout=30.0, connect_timeout=10.0, token=None, tls_ca=None, tls_cert=None,
+                 tls_key=None):
     """Creates a study from a spec (a dict, or JSON text) and returns its id."""
-    with _client(address, timeout, connect_timeout) as c:
+    with _client(address, timeout, connect_timeout, _security(token, tls_ca, tls_cert, tls_key)) as c:
         return c.create_study(spec)
 
 
-def get_study(address, study, *, timeout=30.0, connect_timeout=10.0):
+def get_study(address, study, *, timeout=30.0, connect_timeout=10.0, token=None, tls_ca=None, tls_cert=None,
+              tls_key=None):
     """The study as a dict: id, name, state ("RUNNING", "COMPLETED", "STOPPED"), counts, best_value, spec, ..."""
-    with _client(address, timeout, connect_timeout) as c:
+    with _client(address, timeout, connect_timeout, _security(token, tls_ca, tls_cert, tls_key)) as c:
         return c.get_study(study).to_dict()
 
 
-def list_trials(address, study, *, timeout=30.0, connect_timeout=10.0):
+def list_trials(address, study, *, timeout=30.0, connect_timeout=10.0, token=None, tls_ca=None, tls_cert=None,
+                tls_key=None):
     """Every trial of the study, by number, as dicts (the same keys as best_trial)."""
-    with _client(address, timeout, connect_timeout) as c:
+    with _client(address, timeout, connect_timeout, _security(token, tls_ca, tls_cert, tls_key)) as c:
         return [t.to_dict() for t in c.trials(study)]
 
 
-def best_trial(address, study, *, timeout=30.0, connect_timeout=10.0):
+def best_trial(address, study, *, timeout=30.0, connect_timeout=10.0, token=None, tls_ca=None, tls_cert=None,
+               tls_key=None):
     """The best completed trial as a dict; raises HpoError NOT_FOUND while no trial has completed."""
-    with _client(address, timeout, connect_timeout) as c:
+    with _client(address, timeout, connect_timeout, _security(token, tls_ca, tls_cert, tls_key)) as c:
         return c.best_trial(study).to_dict()
 
 
-def stop_study(address, study, *, timeout=30.0, connect_timeout=10.0):
+def stop_study(address, study, *, timeout=30.0, connect_timeout=10.0, token=None, tls_ca=None, tls_cert=None,
+               tls_key=None):
     """Stops a study (no new trials; running ones are failed) and returns it as a dict."""
-    with _client(address, timeout, connect_timeout) as c:
+    with _client(address, timeout, connect_timeout, _security(token, tls_ca, tls_cert, tls_key)) as c:
         return c.stop(study).to_dict()
 
 
-def enqueue_trial(address, study, params, *, timeout=30.0, connect_timeout=10.0):
+def enqueue_trial(address, study, params, *, timeout=30.0, connect_timeout=10.0, token=None, tls_ca=None,
+                  tls_cert=None, tls_key=None):
     """Queues a trial with these parameters; returns it as a dict."""
-    with _client(address, timeout, connect_timeout) as c:
+    with _client(address, timeout, connect_timeout, _security(token, tls_ca, tls_cert, tls_key)) as c:
         return c.enqueue(study, params).to_dict()
 
 
 def run_worker(address, study, objective, *, worker_id=None, max_trials=None, poll_interval=None,
-               timeout=30.0, unavailable_timeout=120.0):
+               timeout=30.0, unavailable_timeout=120.0, token=None, tls_ca=None, tls_cert=None, tls_key=None):
     """Runs the study's trials with `objective(params, report)` until the study is finished; returns how
     many trials this worker ran. See hpo.Client.run_worker."""
-    with _client(address, timeout, unavailable_timeout) as c:
+    with _client(address, timeout, unavailable_timeout, _security(token, tls_ca, tls_cert, tls_key)) as c:
         return c.run_worker(study, objective, worker_id=worker_id, max_trials=max_trials,
                             poll_interval=poll_interval, unavailable_timeout=unavailable_timeout)

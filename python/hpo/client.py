@@ -55,14 +55,25 @@ class _BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInte
         return continuation(self._details(client_call_details), request_iterator)
 
 
-def _read_ca(tls_ca: Union[str, bytes, os.PathLike]) -> bytes:
-    if isinstance(tls_ca, bytes):
-        return tls_ca
-    s = os.fspath(tls_ca)
+def _read_pem(what: str, pem: Union[str, bytes, os.PathLike]) -> bytes:
+    """A PEM given as bytes, as text, or as the path of a file; ValueError naming `what` otherwise."""
+    if isinstance(pem, bytes):
+        return pem
+    s = os.fspath(pem)
     if "-----BEGIN" in s:
         return s.encode()
-    with open(s, "rb") as f:
-        return f.read()
+    try:
+        with open(s, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"{what}={s}: cannot read it ({e.strerror})") from None
+    if b"-----BEGIN" not in data:
+        raise ValueError(f"{what}={s}: not a PEM file (no -----BEGIN line)")
+    return data
+
+
+def _read_ca(tls_ca: Union[str, bytes, os.PathLike]) -> bytes:
+    return _read_pem("tls_ca", tls_ca)
 
 
 class Client:
@@ -75,9 +86,13 @@ class Client:
 
     address: HOST:PORT of hpo-server.
     token:   sent as "authorization: Bearer TOKEN" metadata on every call (as gRPC access-token call
-             credentials when TLS is on). hpo-server does not check tokens yet; a proxy in front of it may.
+             credentials when TLS is on); default: the environment variable HPO_TOKEN. Needed when
+             hpo-server runs with --require_tokens (README "Security"): a worker token for run_worker, a
+             reader token to read, an admin token to create, stop and enqueue.
     tls_ca:  a PEM file (path, or the PEM text/bytes) of the certificate authority to trust: the channel
-             then uses TLS. hpo-server itself serves plaintext today; use this behind a TLS proxy.
+             then uses TLS (hpo-server --tls_cert/--tls_key).
+    tls_cert, tls_key: this client's certificate and private key (PEM, as for tls_ca) for mutual TLS
+             (hpo-server --tls_client_ca); need tls_ca.
     timeout: the deadline of each call, in seconds; connect_timeout: how long calls retry while the
              coordinator cannot be reached (worker loops use their own, longer, unavailable_timeout).
 
@@ -88,12 +103,22 @@ class Client:
 
     def __init__(self, address: str, token: Optional[str] = None,
                  tls_ca: Union[str, bytes, os.PathLike, None] = None, *, timeout: float = 30.0,
-                 connect_timeout: float = 10.0):
+                 connect_timeout: float = 10.0, tls_cert: Union[str, bytes, os.PathLike, None] = None,
+                 tls_key: Union[str, bytes, os.PathLike, None] = None):
         self.address = address
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        if token is None:
+            token = os.environ.get("HPO_TOKEN", "").strip() or None
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: a client certificate needs its private key")
+        if tls_cert is not None and tls_ca is None:
+            raise ValueError("tls_cert needs tls_ca: the CA that signed the coordinator's certificate")
         if tls_ca is not None:
-            creds = grpc.ssl_channel_credentials(root_certificates=_read_ca(tls_ca))
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read_ca(tls_ca),
+                private_key=_read_pem("tls_key", tls_key) if tls_key is not None else None,
+                certificate_chain=_read_pem("tls_cert", tls_cert) if tls_cert is not None else None)
             if token:
                 creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
             self._raw = grpc.secure_channel(address, creds)
@@ -102,6 +127,7 @@ class Client:
             self._raw = grpc.insecure_channel(address)
             self._channel = grpc.intercept_channel(self._raw, _BearerToken(token)) if token else self._raw
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        self._tls = tls_ca is not None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -118,8 +144,10 @@ class Client:
         return f"hpo.Client({self.address!r})"
 
     def _unreachable(self, e: grpc.RpcError) -> HpoError:
+        hint = ("does its certificate match tls_ca and the address?" if self._tls
+                else "if it serves TLS, pass tls_ca")
         return error(e.code().name, f"cannot reach the coordinator at {self.address} ({e.details()}): "
-                                    f"is hpo-server running there?", e.code())
+                                    f"is hpo-server running there? ({hint})", e.code())
 
     def _call(self, method: str, request, *, retry: bool = True, unavailable_timeout: Optional[float] = None):
         """Calls a unary method with a deadline, retrying with backoff while the coordinator is unavailable."""
@@ -150,9 +178,36 @@ class Client:
         try:
             grpc.channel_ready_future(self._raw).result(timeout=t)
         except grpc.FutureTimeoutError:
+            hint = ("does its certificate match tls_ca and the address?" if self._tls
+                    else "if it serves TLS, pass tls_ca")
             raise error("UNAVAILABLE", f"cannot reach the coordinator at {self.address} (no connection within "
-                                       f"{t:g}s): is hpo-server running there?",
+                                       f"{t:g}s): is hpo-server running there? ({hint})",
                         grpc.StatusCode.UNAVAILABLE) from None
+
+    # ------------------------------------------------------------------ tokens (admin)
+
+    def create_token(self, role: str, study: int = 0, note: str = "") -> str:
+        """Makes a bearer token with role "admin", "worker" or "reader" (a worker token may be bound to one
+        study) and returns its secret, which the coordinator does not keep: store it now."""
+        roles = {"admin": coordinator_pb2.ROLE_ADMIN, "worker": coordinator_pb2.ROLE_WORKER,
+                 "reader": coordinator_pb2.ROLE_READER}
+        if role not in roles:
+            raise ValueError(f"role must be admin, worker or reader, not {role!r}")
+        req = coordinator_pb2.CreateTokenRequest(role=roles[role], study_id=study, note=note)
+        return self._call("CreateToken", req, retry=False).token
+
+    def list_tokens(self) -> List[Dict[str, Any]]:
+        """Every token (never its secret): dicts with id, role, study (None: any), note, created_unix_ms,
+        revoked."""
+        names = {coordinator_pb2.ROLE_ADMIN: "admin", coordinator_pb2.ROLE_WORKER: "worker",
+                 coordinator_pb2.ROLE_READER: "reader"}
+        return [{"id": t.id, "role": names.get(t.role, "?"), "study": t.study_id or None, "note": t.note,
+                 "created_unix_ms": t.created_unix_ms, "revoked": t.revoked}
+                for t in self._call("ListTokens", coordinator_pb2.ListTokensRequest()).tokens]
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revokes a token: calls with it get UNAUTHENTICATED from then on."""
+        self._call("RevokeToken", coordinator_pb2.RevokeTokenRequest(token_id=token_id))
 
     # ------------------------------------------------------------------ studies
 
@@ -263,8 +318,8 @@ class Client:
                 run.finish()
                 try:
                     self._call("FailTrial", coordinator_pb2.FailTrialRequest(
-                        trial_id=t.id, reason="shut down (the Python worker was interrupted)", retry=True),
-                        retry=False)
+                        trial_id=t.id, reason="shut down (the Python worker was interrupted)", retry=True,
+                        worker_id=worker_id), retry=False)
                 except HpoError:
                     pass
                 raise
@@ -293,11 +348,12 @@ class Client:
             run.finish()
         try:
             if outcome == "complete":
-                self._call("CompleteTrial", coordinator_pb2.CompleteTrialRequest(trial_id=t.id),
+                self._call("CompleteTrial",
+                           coordinator_pb2.CompleteTrialRequest(trial_id=t.id, worker_id=worker_id),
                            unavailable_timeout=unavailable_timeout)
             elif outcome == "fail":
                 self._call("FailTrial", coordinator_pb2.FailTrialRequest(trial_id=t.id, reason=detail,
-                                                                          retry=False),
+                                                                          retry=False, worker_id=worker_id),
                            unavailable_timeout=unavailable_timeout)
         except HpoError as e:
             if e.code != "FAILED_PRECONDITION":  # e.g. pruned or its lease was lost meanwhile: nothing to do
@@ -337,7 +393,8 @@ class _TrialRun:
             try:
                 resp = stub.Heartbeat(req, timeout=min(self.client.timeout, self.heartbeat_interval_s))
             except grpc.RpcError as e:
-                if e.code() == grpc.StatusCode.NOT_FOUND:
+                if e.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED,
+                                grpc.StatusCode.UNAUTHENTICATED):
                     self._stop(e.details())
                     return
                 log.debug("trial %d: heartbeat: %s: %s", self.number, e.code().name, e.details())
@@ -384,7 +441,7 @@ class _TrialRun:
         m = study_pb2.Measurement(step=step, value=value)
         for k, v in (metrics or {}).items():
             m.metrics[str(k)] = float(v)
-        req = coordinator_pb2.ProgressReport(trial_id=self.trial_id, measurement=m)
+        req = coordinator_pb2.ProgressReport(trial_id=self.trial_id, measurement=m, worker_id=self.worker_id)
         give_up = time.monotonic() + self.unavailable_timeout
         delay = 0.05
         while True:

@@ -120,7 +120,10 @@ absl::Status CheckParamsJson(const std::string& params_json) {
 class ReportReactor final
     : public grpc::ServerBidiReactor<hpo::v1::ProgressReport, hpo::v1::ProgressDecision> {
  public:
-  explicit ReportReactor(Coordinator* c) : c_(c) { NextRead(); }
+  ReportReactor(Coordinator* c, const Authorizer* auth, std::optional<std::string> authorization)
+      : c_(c), auth_(auth), authorization_(std::move(authorization)) {
+    NextRead();
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -167,6 +170,12 @@ class ReportReactor final
 
   // Stores report_ and fills decision_.
   absl::Status Decide() {
+    // Checked on every message, so that a token revoked while its stream is open stops at once.
+    Caller caller;
+    if (auth_ != nullptr) {
+      ASSIGN_OR_RETURN(caller, auth_->Check("ReportProgress", authorization_ ? &*authorization_ : nullptr, 0));
+    }
+    RETURN_IF_ERROR(CheckWorkerId(report_.worker_id()));
     // Without one, proto3 reads step 0 and value 0, which would be stored as a real measurement.
     if (!report_.has_measurement()) {
       return absl::InvalidArgumentError(absl::StrCat("the report for trial id ", report_.trial_id(),
@@ -175,7 +184,8 @@ class ReportReactor final
     RETURN_IF_ERROR(CheckMetrics(report_.measurement().metrics(), "measurement metrics"));
     std::optional<DataReport> data;
     if (report_.has_data()) data = FromProto(report_.data());
-    ASSIGN_OR_RETURN(Decision d, c_->Report(report_.trial_id(), FromProto(report_.measurement()), std::move(data)));
+    ASSIGN_OR_RETURN(Decision d, c_->Report(report_.trial_id(), FromProto(report_.measurement()), std::move(data),
+                                            caller.Holder(report_.worker_id())));
     decision_.Clear();
     decision_.set_step(report_.measurement().step());
     switch (d.action) {
@@ -196,12 +206,45 @@ class ReportReactor final
   }
 
   Coordinator* c_;
+  const Authorizer* auth_;
+  const std::optional<std::string> authorization_;
   hpo::v1::ProgressReport report_;
   hpo::v1::ProgressDecision decision_;
   bool finish_after_write_ = false;
 };
 
+void ToProto(const TokenRecord& t, hpo::v1::TokenInfo* out) {
+  out->set_id(t.id);
+  switch (t.role) {
+    case Role::kAdmin: out->set_role(hpo::v1::ROLE_ADMIN); break;
+    case Role::kWorker: out->set_role(hpo::v1::ROLE_WORKER); break;
+    case Role::kReader: out->set_role(hpo::v1::ROLE_READER); break;
+  }
+  out->set_study_id(t.study_id);
+  out->set_note(t.note);
+  out->set_created_unix_ms(t.created_unix_ms);
+  out->set_revoked(t.revoked);
+}
+
+std::string Who(const Caller& caller) {
+  return caller.authenticated ? absl::StrCat(" by token ", caller.token.id) : std::string();
+}
+
 }  // namespace
+
+std::optional<std::string> AuthorizationOf(const grpc::ServerContextBase& ctx) {
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return std::nullopt;
+  return std::string(it->second.data(), it->second.size());
+}
+
+absl::StatusOr<Caller> CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, const char* rpc,
+                                                     int64_t study_id) const {
+  if (auth_ == nullptr) return Caller();
+  const std::optional<std::string> authorization = AuthorizationOf(*ctx);
+  return auth_->Check(rpc, authorization ? &*authorization : nullptr, study_id);
+}
 
 void ConfigureServerBuilder(grpc::ServerBuilder* builder) {
   builder->SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
@@ -211,11 +254,12 @@ void ConfigureServerBuilder(grpc::ServerBuilder* builder) {
 grpc::ServerUnaryReactor* CoordinatorService::CreateStudy(grpc::CallbackServerContext* ctx,
                                                           const hpo::v1::CreateStudyRequest* req,
                                                           hpo::v1::CreateStudyResponse* resp) {
-  return Done(ctx, Guarded("CreateStudy", [&] {
+  return Done(ctx, Guarded("CreateStudy", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "CreateStudy", 0));
     auto s = c_->CreateStudy(req->spec_json());
     if (s.ok()) {
       ToProto(*s, resp->mutable_study());
-      spdlog::info("created study {} \"{}\"", s->id, ClientTextPrefix(s->spec.name));
+      spdlog::info("created study {} \"{}\"{}", s->id, ClientTextPrefix(s->spec.name), Who(caller));
     }
     return s.status();
   }));
@@ -224,7 +268,8 @@ grpc::ServerUnaryReactor* CoordinatorService::CreateStudy(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* CoordinatorService::GetStudy(grpc::CallbackServerContext* ctx,
                                                        const hpo::v1::GetStudyRequest* req,
                                                        hpo::v1::GetStudyResponse* resp) {
-  return Done(ctx, Guarded("GetStudy", [&] {
+  return Done(ctx, Guarded("GetStudy", [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(ctx, "GetStudy", req->study_id()).status());
     auto s = c_->GetStudy(req->study_id());
     if (s.ok()) ToProto(*s, resp->mutable_study());
     return s.status();
@@ -234,7 +279,8 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStudy(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* CoordinatorService::ListStudies(grpc::CallbackServerContext* ctx,
                                                           const hpo::v1::ListStudiesRequest*,
                                                           hpo::v1::ListStudiesResponse* resp) {
-  return Done(ctx, Guarded("ListStudies", [&] {
+  return Done(ctx, Guarded("ListStudies", [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(ctx, "ListStudies", 0).status());
     for (const Study& s : c_->ListStudies()) ToProto(s, resp->add_studies());
     return absl::OkStatus();
   }));
@@ -243,8 +289,10 @@ grpc::ServerUnaryReactor* CoordinatorService::ListStudies(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* CoordinatorService::StopStudy(grpc::CallbackServerContext* ctx,
                                                         const hpo::v1::StopStudyRequest* req,
                                                         hpo::v1::StopStudyResponse* resp) {
-  return Done(ctx, Guarded("StopStudy", [&] {
+  return Done(ctx, Guarded("StopStudy", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "StopStudy", req->study_id()));
     auto s = c_->StopStudy(req->study_id());
+    if (s.ok()) spdlog::info("study {} stopped{}", s->id, Who(caller));
     if (s.ok()) ToProto(*s, resp->mutable_study());
     return s.status();
   }));
@@ -253,7 +301,8 @@ grpc::ServerUnaryReactor* CoordinatorService::StopStudy(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CoordinatorService::ListTrials(grpc::CallbackServerContext* ctx,
                                                          const hpo::v1::ListTrialsRequest* req,
                                                          hpo::v1::ListTrialsResponse* resp) {
-  return Done(ctx, Guarded("ListTrials", [&] {
+  return Done(ctx, Guarded("ListTrials", [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(ctx, "ListTrials", req->study_id()).status());
     auto s = c_->GetStudy(req->study_id());
     if (s.ok()) {
       for (const Trial& t : s->trials) ToProto(t, resp->add_trials());
@@ -265,7 +314,8 @@ grpc::ServerUnaryReactor* CoordinatorService::ListTrials(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* CoordinatorService::GetBestTrial(grpc::CallbackServerContext* ctx,
                                                            const hpo::v1::GetBestTrialRequest* req,
                                                            hpo::v1::GetBestTrialResponse* resp) {
-  return Done(ctx, Guarded("GetBestTrial", [&] {
+  return Done(ctx, Guarded("GetBestTrial", [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(ctx, "GetBestTrial", req->study_id()).status());
     auto t = c_->BestTrial(req->study_id());
     if (t.ok()) ToProto(*t, resp->mutable_trial());
     return t.status();
@@ -275,7 +325,8 @@ grpc::ServerUnaryReactor* CoordinatorService::GetBestTrial(grpc::CallbackServerC
 grpc::ServerUnaryReactor* CoordinatorService::DiagnoseStudy(grpc::CallbackServerContext* ctx,
                                                             const hpo::v1::DiagnoseStudyRequest* req,
                                                             hpo::v1::DiagnoseStudyResponse* resp) {
-  return Done(ctx, Guarded("DiagnoseStudy", [&] {
+  return Done(ctx, Guarded("DiagnoseStudy", [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(ctx, "DiagnoseStudy", req->study_id()).status());
     auto findings = c_->Diagnose(req->study_id(), req->has_trial() ? req->trial() : -1);
     if (findings.ok()) {
       for (const Finding& f : *findings) {
@@ -294,6 +345,7 @@ grpc::ServerUnaryReactor* CoordinatorService::EnqueueTrial(grpc::CallbackServerC
                                                            const hpo::v1::EnqueueTrialRequest* req,
                                                            hpo::v1::EnqueueTrialResponse* resp) {
   return Done(ctx, Guarded("EnqueueTrial", [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(ctx, "EnqueueTrial", req->study_id()).status());
     RETURN_IF_ERROR(CheckParamsJson(req->params_json()));
     auto t = c_->EnqueueTrial(req->study_id(), req->params_json());
     if (t.ok()) ToProto(*t, resp->mutable_trial());
@@ -304,7 +356,18 @@ grpc::ServerUnaryReactor* CoordinatorService::EnqueueTrial(grpc::CallbackServerC
 grpc::ServerUnaryReactor* CoordinatorService::AskTrial(grpc::CallbackServerContext* ctx,
                                                        const hpo::v1::AskTrialRequest* req,
                                                        hpo::v1::AskTrialResponse* resp) {
-  return Done(ctx, Guarded("AskTrial", [&]() -> absl::Status {
+  // Checked here; the ask itself (which may run a sampler for seconds) runs on the coordinator's
+  // sampling pool, and the reactor finishes there: gRPC's callback threads never wait for a sampler.
+  const absl::Time start = absl::Now();
+  std::string holder;
+  int64_t study_id = 0;
+  std::vector<std::string> types;
+  absl::Status checked = GuardedBody("AskTrial", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "AskTrial", req->study_id()));
+    // A worker token bound to a study asks for that study's trials when the request names none.
+    study_id = req->study_id() == 0 && caller.authenticated && caller.token.role == Role::kWorker
+                   ? caller.token.study_id
+                   : req->study_id();
     if (req->worker_id().empty()) return absl::InvalidArgumentError("worker_id must be set (e.g. host:pid)");
     RETURN_IF_ERROR(CheckWorkerId(req->worker_id()));
     if (static_cast<size_t>(req->task_types_size()) > kMaxTaskTypes) {
@@ -312,39 +375,57 @@ grpc::ServerUnaryReactor* CoordinatorService::AskTrial(grpc::CallbackServerConte
                                                      " types; at most ", kMaxTaskTypes, " are accepted"));
     }
     for (const std::string& type : req->task_types()) RETURN_IF_ERROR(CheckLength(type, kMaxTaskTypeBytes, "a task type"));
-    std::vector<std::string> types(req->task_types().begin(), req->task_types().end());
-    const absl::Time start = absl::Now();
-    ASSIGN_OR_RETURN(std::optional<Assignment> a, c_->AskTrial(req->worker_id(), types, req->study_id()));
-    if (RpcMetrics* m = GetRpcMetrics()) {
-      m->Asked(a.has_value() ? a->trial.study_id : 0, absl::Now() - start);
-      m->WorkerSeen(req->worker_id());
-    }
-    resp->set_heartbeat_interval_ms(
-        static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().heartbeat_interval)));
-    resp->set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().idle_retry)));
-    if (a.has_value()) {
-      resp->set_assigned(true);
-      ToProto(a->trial, resp->mutable_trial());
-      ToProto(a->task, resp->mutable_task());
-      resp->set_metric(a->metric);
-      spdlog::info("trial {} of study {} (id {}) -> worker {}", a->trial.number, a->trial.study_id, a->trial.id,
-                   ClientTextPrefix(req->worker_id()));
-    }
+    types.assign(req->task_types().begin(), req->task_types().end());
+    holder = caller.Holder(req->worker_id());
     return absl::OkStatus();
-  }));
+  });
+  if (!checked.ok()) {
+    if (RpcMetrics* m = GetRpcMetrics()) m->RpcDone("AskTrial", checked.code(), absl::Now() - start);
+    return Done(ctx, checked);
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  c_->AskTrialAsync(
+      req->worker_id(), std::move(types), study_id, std::move(holder),
+      [this, req, resp, reactor, start](absl::StatusOr<std::optional<Assignment>> asked) {
+        absl::Status status = GuardedBody("AskTrial", [&]() -> absl::Status {
+          RETURN_IF_ERROR(asked.status());
+          const std::optional<Assignment>& a = *asked;
+          if (RpcMetrics* m = GetRpcMetrics()) {
+            m->Asked(a.has_value() ? a->trial.study_id : 0, absl::Now() - start);
+            m->WorkerSeen(req->worker_id());
+          }
+          resp->set_heartbeat_interval_ms(
+              static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().heartbeat_interval)));
+          resp->set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().idle_retry)));
+          if (a.has_value()) {
+            resp->set_assigned(true);
+            ToProto(a->trial, resp->mutable_trial());
+            ToProto(a->task, resp->mutable_task());
+            resp->set_metric(a->metric);
+            spdlog::info("trial {} of study {} (id {}) -> worker {}", a->trial.number, a->trial.study_id,
+                         a->trial.id, ClientTextPrefix(req->worker_id()));
+          }
+          return absl::OkStatus();
+        });
+        if (RpcMetrics* m = GetRpcMetrics()) m->RpcDone("AskTrial", status.code(), absl::Now() - start);
+        reactor->Finish(ToGrpcStatus(status));
+      });
+  return reactor;
 }
 
 grpc::ServerBidiReactor<hpo::v1::ProgressReport, hpo::v1::ProgressDecision>*
-CoordinatorService::ReportProgress(grpc::CallbackServerContext*) {
-  return new ReportReactor(c_);
+CoordinatorService::ReportProgress(grpc::CallbackServerContext* ctx) {
+  return new ReportReactor(c_, auth_, AuthorizationOf(*ctx));
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                         const hpo::v1::HeartbeatRequest* req,
                                                         hpo::v1::HeartbeatResponse* resp) {
   return Done(ctx, Guarded("Heartbeat", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "Heartbeat", 0));
     RETURN_IF_ERROR(CheckWorkerId(req->worker_id()));
-    ASSIGN_OR_RETURN(HeartbeatResult h, c_->Heartbeat(req->trial_id(), req->worker_id()));
+    ASSIGN_OR_RETURN(HeartbeatResult h,
+                     c_->Heartbeat(req->trial_id(), req->worker_id(), caller.Holder(req->worker_id())));
     if (RpcMetrics* m = GetRpcMetrics()) m->WorkerSeen(req->worker_id());
     resp->set_keep_running(h.keep_running);
     resp->set_reason(h.reason);
@@ -356,11 +437,14 @@ grpc::ServerUnaryReactor* CoordinatorService::CompleteTrial(grpc::CallbackServer
                                                             const hpo::v1::CompleteTrialRequest* req,
                                                             hpo::v1::CompleteTrialResponse* resp) {
   return Done(ctx, Guarded("CompleteTrial", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "CompleteTrial", 0));
+    RETURN_IF_ERROR(CheckWorkerId(req->worker_id()));
     RETURN_IF_ERROR(CheckMetrics(req->final_metrics(), "final_metrics"));
     std::map<std::string, double> metrics(req->final_metrics().begin(), req->final_metrics().end());
     std::optional<ClassReport> classes;
     if (req->has_classes()) classes = FromProto(req->classes());
-    ASSIGN_OR_RETURN(Trial t, c_->CompleteTrial(req->trial_id(), std::move(metrics), std::move(classes)));
+    ASSIGN_OR_RETURN(Trial t, c_->CompleteTrial(req->trial_id(), std::move(metrics), std::move(classes),
+                                                      caller.Holder(req->worker_id())));
     ToProto(t, resp->mutable_trial());
     spdlog::info("trial {} of study {} completed: value {}", t.number, t.study_id, t.value.value_or(0));
     return absl::OkStatus();
@@ -371,10 +455,63 @@ grpc::ServerUnaryReactor* CoordinatorService::FailTrial(grpc::CallbackServerCont
                                                         const hpo::v1::FailTrialRequest* req,
                                                         hpo::v1::FailTrialResponse* resp) {
   return Done(ctx, Guarded("FailTrial", [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Trial t, c_->FailTrial(req->trial_id(), TruncateReason(req->reason()), req->retry()));
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "FailTrial", 0));
+    RETURN_IF_ERROR(CheckWorkerId(req->worker_id()));
+    ASSIGN_OR_RETURN(Trial t, c_->FailTrial(req->trial_id(), TruncateReason(req->reason()), req->retry(),
+                                            caller.Holder(req->worker_id())));
     ToProto(t, resp->mutable_trial());
     spdlog::warn("trial {} of study {} failed: {}", t.number, t.study_id,
                  ClientTextPrefix(t.reason, kLoggedReasonBytes));
+    return absl::OkStatus();
+  }));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::CreateToken(grpc::CallbackServerContext* ctx,
+                                                          const hpo::v1::CreateTokenRequest* req,
+                                                          hpo::v1::CreateTokenResponse* resp) {
+  return Done(ctx, Guarded("CreateToken", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "CreateToken", 0));
+    if (auth_ == nullptr) return absl::FailedPreconditionError("this coordinator has no token store");
+    Role role;
+    switch (req->role()) {
+      case hpo::v1::ROLE_ADMIN: role = Role::kAdmin; break;
+      case hpo::v1::ROLE_WORKER: role = Role::kWorker; break;
+      case hpo::v1::ROLE_READER: role = Role::kReader; break;
+      default: return absl::InvalidArgumentError("role must be admin, worker or reader");
+    }
+    if (req->study_id() != 0 && role == Role::kWorker) {
+      RETURN_IF_ERROR(c_->GetStudy(req->study_id()).status());  // NOT_FOUND for a study that is not there
+    }
+    ASSIGN_OR_RETURN(NewToken t, auth_->tokens()->Create(role, req->study_id(), req->note()));
+    resp->set_token(t.secret);
+    ToProto(t.record, resp->mutable_info());
+    spdlog::info("token {} ({}{}) created{}", t.record.id, RoleName(role),
+                 t.record.study_id != 0 ? absl::StrCat(", study ", t.record.study_id) : "", Who(caller));
+    return absl::OkStatus();
+  }));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListTokens(grpc::CallbackServerContext* ctx,
+                                                         const hpo::v1::ListTokensRequest*,
+                                                         hpo::v1::ListTokensResponse* resp) {
+  return Done(ctx, Guarded("ListTokens", [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(ctx, "ListTokens", 0).status());
+    if (auth_ == nullptr) return absl::FailedPreconditionError("this coordinator has no token store");
+    ASSIGN_OR_RETURN(const std::vector<TokenRecord> tokens, auth_->tokens()->List());
+    for (const TokenRecord& t : tokens) ToProto(t, resp->add_tokens());
+    return absl::OkStatus();
+  }));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::RevokeToken(grpc::CallbackServerContext* ctx,
+                                                          const hpo::v1::RevokeTokenRequest* req,
+                                                          hpo::v1::RevokeTokenResponse* resp) {
+  return Done(ctx, Guarded("RevokeToken", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "RevokeToken", 0));
+    if (auth_ == nullptr) return absl::FailedPreconditionError("this coordinator has no token store");
+    ASSIGN_OR_RETURN(const TokenRecord t, auth_->tokens()->Revoke(req->token_id()));
+    ToProto(t, resp->mutable_info());
+    spdlog::warn("token {} ({}) revoked{}", t.id, RoleName(t.role), Who(caller));
     return absl::OkStatus();
   }));
 }

@@ -3,7 +3,11 @@
 
 #include <grpcpp/server_builder.h>
 
+#include <optional>
+#include <string>
+
 #include "hpo/v1/coordinator.grpc.pb.h"
+#include "server/auth/policy.h"
 #include "server/core/coordinator.h"
 
 namespace hpo::server {
@@ -19,7 +23,11 @@ void ConfigureServerBuilder(grpc::ServerBuilder* builder);
 
 class CoordinatorService final : public hpo::v1::Coordinator::CallbackService {
  public:
-  explicit CoordinatorService(Coordinator* coordinator) : c_(coordinator) {}
+  // `auth` (may be null: every call is let in, and the token RPCs answer FAILED_PRECONDITION)
+  // checks each call's bearer token against the role its RPC needs (server/auth/policy.h). Both
+  // must outlive the service.
+  explicit CoordinatorService(Coordinator* coordinator, const Authorizer* auth = nullptr)
+      : c_(coordinator), auth_(auth) {}
 
   grpc::ServerUnaryReactor* CreateStudy(grpc::CallbackServerContext* ctx,
                                         const hpo::v1::CreateStudyRequest* req,
@@ -59,9 +67,28 @@ class CoordinatorService final : public hpo::v1::Coordinator::CallbackService {
   grpc::ServerUnaryReactor* FailTrial(grpc::CallbackServerContext* ctx,
                                       const hpo::v1::FailTrialRequest* req,
                                       hpo::v1::FailTrialResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
+                                        const hpo::v1::CreateTokenRequest* req,
+                                        hpo::v1::CreateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext* ctx,
+                                       const hpo::v1::ListTokensRequest* req,
+                                       hpo::v1::ListTokensResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* ctx,
+                                        const hpo::v1::RevokeTokenRequest* req,
+                                        hpo::v1::RevokeTokenResponse* resp) override;
 
  private:
+  // The one check every handler makes first: the call's token against the role `rpc` needs (and
+  // `study_id`, for a study-bound worker token). Let in unauthenticated when auth_ is null or
+  // tokens are not required.
+  [[nodiscard]] absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext* ctx, const char* rpc,
+                                                 int64_t study_id) const;
+
   Coordinator* c_;
+  const Authorizer* auth_;
 };
+
+// The "authorization" metadata of a call, or nullopt when it has none.
+std::optional<std::string> AuthorizationOf(const grpc::ServerContextBase& ctx);
 
 }  // namespace hpo::server

@@ -1,7 +1,12 @@
 #!/usr/bin/python3
 """Several hosts, simulated faithfully: hpo-server and two hpo-workers, each in a network namespace of its own
 (veth pairs on a bridge; addresses only inside the namespaces this test makes), so they reach each other as
-separate machines would. The coordinator listens on its namespace's address, not on loopback.
+separate machines would. The coordinator listens on its namespace's address, not on loopback, set up as
+README "Security" says: TLS with a certificate made here by openssl, --require_tokens, an admin token from
+hpo-server --new_token, and a worker token per host made with hpoctl token create.
+
+0. Safe defaults across hosts: without TLS and tokens the server refuses that address; plaintext, a missing
+   token and a reader token creating a study are refused from another host.
 
 1. A study runs to the end across the three "hosts"; both workers run trials.
 2. A network partition: worker 1's link goes down for longer than the lease while it trains. Its trial is
@@ -77,9 +82,27 @@ def start(host, argv, log):
     return p
 
 
-def ctl(*args, host="w2"):
+SECURITY = []  # --tls_ca and --token for hpoctl, once made
+
+
+def ctl(*args, host="w2", security=None):
     """hpoctl run from a worker's host, so it too crosses the network."""
-    return sh(*in_ns(host, CTL, f"--coordinator={ADDR['c']}:{PORT}", *args), check=False)
+    flags = SECURITY if security is None else security
+    return sh(*in_ns(host, CTL, f"--coordinator={ADDR['c']}:{PORT}", *flags, *args), check=False)
+
+
+def make_certificates(work):
+    """A CA and a certificate for the coordinator's address, as in README "Security"."""
+    def openssl(*args):
+        sh("openssl", *args)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{work}/ca.key", "-out", f"{work}/ca.pem",
+            "-days", "2", "-subj", "/CN=hpo netns test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{work}/server.key", "-out", f"{work}/server.csr",
+            "-subj", "/CN=hpo-server")
+    with open(f"{work}/server.ext", "w") as f:
+        f.write(f"subjectAltName=IP:{ADDR['c']}\n")
+    openssl("x509", "-req", "-in", f"{work}/server.csr", "-CA", f"{work}/ca.pem", "-CAkey", f"{work}/ca.key",
+            "-CAcreateserial", "-out", f"{work}/server.pem", "-days", "2", "-extfile", f"{work}/server.ext")
 
 
 def trials(study):
@@ -113,15 +136,34 @@ def main():
         print(f"multihost_test: cannot make network namespaces ({e.stderr.strip()}); skipped")
         return 77
     try:
+        # Safe defaults: a non-loopback address without TLS and tokens is refused, saying why.
+        r = sh(*in_ns("c", SERVER, f"--listen={ADDR['c']}:{PORT}", f"--db={work}/refused.db"), check=False)
+        assert r.returncode == 2 and "--require_tokens" in r.stdout + r.stderr, r.stdout + r.stderr
+        make_certificates(work)
+        admin = sh(SERVER, f"--db={work}/hpo.db", "--new_token=admin").stdout.strip()
         # Loopback in the workers' namespaces cannot reach the coordinator: only the bridge can.
         start("c", [SERVER, f"--listen={ADDR['c']}:{PORT}", f"--db={work}/hpo.db", "--lease_timeout=4s",
-                    "--heartbeat_interval=1s"], f"{work}/server.log")
-        wait_for(lambda: ctl("list").returncode == 0, 20, "the coordinator to answer across the bridge")
+                    "--heartbeat_interval=1s", f"--tls_cert={work}/server.pem", f"--tls_key={work}/server.key",
+                    "--require_tokens"], f"{work}/server.log")
+        tls = [f"--tls_ca={work}/ca.pem"]
+        wait_for(lambda: ctl("list", security=tls + [f"--token={admin}"]).returncode == 0, 20,
+                 "the coordinator to answer across the bridge")
+        plain = ctl("--timeout=3s", "list", security=[f"--token={admin}"])
+        assert plain.returncode == 1 and "cannot reach" in plain.stderr, "plaintext must be refused: " + plain.stderr
+        anonymous = ctl("list", security=tls)
+        assert "UNAUTHENTICATED" in anonymous.stderr, anonymous.stderr
+        tokens = {}
+        for role, host in (("worker", "w1"), ("worker", "w2"), ("reader", "reader")):
+            r = ctl("token", "create", f"--role={role}", f"--note={host}", security=tls + [f"--token={admin}"])
+            assert r.returncode == 0, r.stderr
+            tokens[host] = r.stdout.strip()
+        SECURITY[:] = tls + [f"--token={tokens['reader']}"]  # everything below reads with the reader token
         assert sh(*in_ns("w1", CTL, f"--coordinator=127.0.0.1:{PORT}", "--timeout=2s", "list"),
                   check=False).returncode != 0, "the coordinator must not be reachable on the worker's loopback"
         for host in ("w1", "w2"):
             start(host, [WORKER, f"--coordinator={ADDR['c']}:{PORT}", "--data_root=/usr/share/datasets",
-                         "--threads=1", f"--worker_id={host}", f"--cache_dir={work}/cache-{host}"],
+                         "--threads=1", f"--worker_id={host}", f"--cache_dir={work}/cache-{host}",
+                         f"--tls_ca={work}/ca.pem", f"--token={tokens[host]}"],
                   f"{work}/{host}.log")
         spec = {"name": "netns", "max_trials": 24, "sampler": {"type": "random", "seed": 5},
                 "task": {"type": "cnn", "dataset": "fashion-mnist", "train_examples": 6000, "val_examples": 500,
@@ -131,8 +173,12 @@ def main():
         spec_path = f"{work}/spec.json"
         with open(spec_path, "w") as f:
             json.dump(spec, f)
+        # A reader may not create studies, from any host.
+        r = ctl("create", spec_path, host="c")
+        assert r.returncode == 1 and "PERMISSION_DENIED" in r.stderr and "admin" in r.stderr, r.stderr
         # hpoctl reads the spec file on its own side: run it in the coordinator's namespace.
-        r = sh(*in_ns("c", CTL, f"--coordinator={ADDR['c']}:{PORT}", "create", spec_path), check=False)
+        r = sh(*in_ns("c", CTL, f"--coordinator={ADDR['c']}:{PORT}", *tls, f"--token={admin}", "create", spec_path),
+               check=False)
         assert r.returncode == 0, r.stderr
         study = int(r.stdout.strip().splitlines()[-1])
 
@@ -167,7 +213,7 @@ def main():
         assert w1_done > w1_done_before, f"worker 1 completed {w1_done} trials, {w1_done_before} before the cut"
         assert ("took the trial back" in w1_log or "refused the measurement" in w1_log), \
             "worker 1's late report must be refused: " + w1_log[-3000:]
-        print(f"multihost_test: study {study} finished across 3 namespaces; trial {cut['trial']} lost its lease "
+        print(f"multihost_test: study {study} finished across 3 namespaces over TLS with tokens; trial {cut['trial']} lost its lease "
               f"during the partition and was retried as trial {retry[0]['trial']} on {retry[0]['worker']}; "
               f"worker 1 ran {len([t for t in finished if t['worker'] == 'w1'])} trials")
         return 0

@@ -293,6 +293,70 @@ class HpoClientTest(unittest.TestCase):
             hpo_client.run_worker(self.addr, 999, lambda p, r: 0.0)
         self.assertEqual(cm.exception.code, "NOT_FOUND")
 
+    def test_tls_and_tokens_with_roles(self):
+        """hpo-server with TLS and --require_tokens (README "Security"): the admin makes tokens, a worker
+        token runs the study over TLS, a reader reads, and the rest is refused with the right status."""
+        certs = os.path.join(self.dir, "certs")
+        os.mkdir(certs)
+
+        def openssl(*args):
+            subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+                "-days", "2", "-subj", "/CN=hpo test CA")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+                "-subj", "/CN=hpo-server")
+        with open(os.path.join(certs, "san.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+        ca = os.path.join(certs, "ca.pem")
+        tokens_db = os.path.join(self.dir, "tokens.db")
+        made = subprocess.run([SERVER_BIN, f"--db={os.path.join(self.dir, 'unused.db')}",
+                               f"--tokens_db={tokens_db}", "--new_token=admin"],
+                              check=True, capture_output=True, text=True)
+        admin = made.stdout.strip()
+        self.start_server(f"--tls_cert={os.path.join(certs, 'server.pem')}",
+                          f"--tls_key={os.path.join(certs, 'server.key')}", "--require_tokens",
+                          f"--tokens_db={tokens_db}")
+
+        spec = external_spec("secured", XY, 4)
+        study = hpo_client.create_study(self.addr, spec, token=admin, tls_ca=ca)
+        import hpo
+        with hpo.Client(self.addr, token=admin, tls_ca=ca) as c:
+            worker = c.create_token("worker", study=study, note="py worker")
+            reader = c.create_token("reader")
+            self.assertEqual([t["role"] for t in c.list_tokens()], ["admin", "worker", "reader"])
+        # No token, a reader creating, and plaintext: each refused with its own status.
+        with self.assertRaises(hpo_client.HpoError) as cm:
+            hpo_client.get_study(self.addr, study, tls_ca=ca)
+        self.assertEqual(cm.exception.code, "UNAUTHENTICATED")
+        with self.assertRaises(hpo_client.HpoError) as cm:
+            hpo_client.create_study(self.addr, spec, token=reader, tls_ca=ca)
+        self.assertEqual(cm.exception.code, "PERMISSION_DENIED")
+        self.assertIn("admin", str(cm.exception))
+        with self.assertRaises(hpo_client.HpoError) as cm:
+            hpo_client.get_study(self.addr, study, token=reader, connect_timeout=0.5)
+        self.assertEqual(cm.exception.code, "UNAVAILABLE")
+        self.assertIn("tls_ca", str(cm.exception))
+
+        # The worker token (from HPO_TOKEN) runs the whole study over TLS; the reader reads it.
+        os.environ["HPO_TOKEN"] = worker
+        try:
+            ran = hpo_client.run_worker(self.addr, study, lambda p, report: quadratic(p), tls_ca=ca)
+        finally:
+            del os.environ["HPO_TOKEN"]
+        self.assertEqual(ran, 4)
+        got = hpo_client.get_study(self.addr, study, token=reader, tls_ca=ca)
+        self.assertEqual(got["state"], "COMPLETED")
+        self.assertEqual(len(hpo_client.list_trials(self.addr, study, token=reader, tls_ca=ca)), 4)
+        with hpo.Client(self.addr, token=admin, tls_ca=ca) as c:
+            c.revoke_token(3)
+        with self.assertRaises(hpo_client.HpoError) as cm:
+            hpo_client.get_study(self.addr, study, token=reader, tls_ca=ca)
+        self.assertEqual(cm.exception.code, "UNAUTHENTICATED")
+        self.assertIn("revoked", str(cm.exception))
+
 
 if __name__ == "__main__":
     logging.getLogger("hpo_client").setLevel(logging.ERROR)  # the failing-objective test warns on purpose

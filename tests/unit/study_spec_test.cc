@@ -353,7 +353,7 @@ TEST(HostileSpecTest, ValuesJsonOrTheTaskCannotHoldAreRefusedNotThrown) {
               StatusIs(absl::StatusCode::kInvalidArgument, "task.type must be a string"));
   // Invalid UTF-8: refused, and the message itself is valid UTF-8.
   std::string bad = QuickSpec();
-  bad.replace(bad.find("fmnist-quick"), 6, "\xff\xfe\x80abc");
+  bad.replace(bad.find("fmnist-quick"), 6, "\xff\xfe\x80" "abc");
   auto s = ParseStudySpec(bad);
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument, "not valid JSON"));
   EXPECT_TRUE(IsValidUtf8(std::string(s.status().message()))) << s.status().message();
