@@ -226,6 +226,25 @@ std::vector<Study> Coordinator::ListStudies() const {
   return out;
 }
 
+absl::StatusOr<TrialPage> Coordinator::ListTrials(int64_t study_id, int first_number, int limit) const {
+  EntryPtr e = FindStudy(study_id);
+  if (e == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no study with id ", study_id, " (hpoctl list shows them)"));
+  }
+  absl::MutexLock lock(&e->mu);
+  TrialPage page;
+  const int total = static_cast<int>(e->study.trials.size());
+  page.total = total;
+  const int first = std::clamp(first_number, 0, total);
+  const int end = limit <= 0 ? first : static_cast<int>(std::min<int64_t>(total, int64_t{first} + limit));
+  page.trials.assign(e->study.trials.begin() + first, e->study.trials.begin() + end);
+  return page;
+}
+
+absl::Status Coordinator::DeleteStudy(int64_t study_id) {
+  return absl::UnimplementedError(absl::StrCat("DeleteStudy(", study_id, "): not in this hpo-server yet"));
+}
+
 absl::StatusOr<Study> Coordinator::StopStudy(int64_t study_id) {
   EntryPtr ep = FindStudy(study_id);
   if (ep == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));

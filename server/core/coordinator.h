@@ -72,6 +72,11 @@ struct Decision {
   std::string reason;
 };
 
+struct TrialPage {
+  std::vector<Trial> trials;
+  int total = 0;  // trials in the study
+};
+
 struct HeartbeatResult {
   bool keep_running = true;
   std::string reason;
@@ -92,6 +97,12 @@ class Coordinator {
   // Snapshots. kNotFound for an unknown id.
   [[nodiscard]] absl::StatusOr<Study> GetStudy(int64_t study_id) const;
   std::vector<Study> ListStudies() const;
+  // Trials numbered `first_number`.. of a study, in number order, at most `limit` (a copy of those
+  // only: a page of a large study costs the page), and the study's trial count. kNotFound.
+  [[nodiscard]] absl::StatusOr<TrialPage> ListTrials(int64_t study_id, int first_number, int limit) const;
+  // Deletes a study with its trials and measurements, from storage and memory; its trials'
+  // later reports get kNotFound. kNotFound for an unknown id.
+  [[nodiscard]] absl::Status DeleteStudy(int64_t study_id);
   // No new trials; RUNNING and WAITING trials are failed with the reason "study stopped".
   [[nodiscard]] absl::StatusOr<Study> StopStudy(int64_t study_id);
   // kNotFound when the study is unknown or has no completed trial.

@@ -67,6 +67,22 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<Coordinator> c_;
 };
 
+TEST_F(CoordinatorTest, ListsTrialsAPageAtATime) {
+  auto study = c_->CreateStudy(kSpec);
+  ASSERT_THAT(study, IsOk());
+  for (int i = 0; i < 3; ++i) Ask(absl::StrCat("w", i));
+  auto page = c_->ListTrials(study->id, 1, 5);
+  ASSERT_THAT(page, IsOk());
+  EXPECT_EQ(page->total, 3);
+  ASSERT_EQ(page->trials.size(), 2u);
+  EXPECT_EQ(page->trials[0].number, 1);
+  EXPECT_EQ(page->trials[1].number, 2);
+  EXPECT_EQ(c_->ListTrials(study->id, 0, 1)->trials.size(), 1u);
+  EXPECT_TRUE(c_->ListTrials(study->id, 3, 10)->trials.empty());
+  EXPECT_TRUE(c_->ListTrials(study->id, 7, 10)->trials.empty());
+  EXPECT_THAT(c_->ListTrials(study->id + 1, 0, 10), StatusIs(absl::StatusCode::kNotFound, "no study"));
+}
+
 TEST_F(CoordinatorTest, RunsAStudyToMaxTrialsAndKeepsTheBest) {
   ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
   Assignment a = Ask();
