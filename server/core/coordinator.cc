@@ -157,6 +157,29 @@ void Coordinator::Put(Entry& e, Trial t) {
   e.changed.insert(n);
 }
 
+bool Coordinator::EndsStudy(const Entry& e, const Trial& updated) {
+  if (e.study.state != StudyState::kRunning) return false;
+  const int n = updated.number;
+  const Trial* old = n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr;
+  auto uses_slot = [](const Trial& x) { return !(x.state == TrialState::kFailed && x.retried) ? 1 : 0; };
+  auto open = [](const Trial& x) { return !IsFinished(x.state) ? 1 : 0; };
+  const int used = e.used_slots + uses_slot(updated) - (old ? uses_slot(*old) : 0);
+  const int unfinished = e.unfinished + open(updated) - (old ? open(*old) : 0);
+  return (e.exhausted || used >= e.spec.max_trials) && unfinished == 0;
+}
+
+absl::Status Coordinator::WriteTrial(Entry& e, const Trial& updated, const Measurement* m, bool* ends) {
+  *ends = EndsStudy(e, updated);
+  absl::MutexLock slock(&storage_mu_);
+  if (!*ends) return storage_->UpdateTrial(updated, m);
+  // The trial and the study's completion commit together, or neither does.
+  Storage* const storage = storage_.get();  // the body runs now, under storage_mu_ (see StopStudy)
+  return storage->Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(storage->UpdateTrial(updated, m));
+    return storage->UpdateStudyState(updated.study_id, StudyState::kCompleted);
+  });
+}
+
 void Coordinator::IndexTrial(const Trial& t) {
   absl::MutexLock lock(&map_mu_);
   trial_index_[t.id] = {t.study_id, t.number};
@@ -674,14 +697,12 @@ absl::StatusOr<Decision> Coordinator::Report(int64_t trial_id, Measurement m, st
     updated.reason = pd->reason;
     updated.finished = m.time;
   }
-  {
-    absl::MutexLock slock(&storage_mu_);
-    RETURN_IF_ERROR(storage_->UpdateTrial(updated, &updated.measurements.back()));
-  }
+  bool ends = false;
+  RETURN_IF_ERROR(WriteTrial(e, updated, &updated.measurements.back(), &ends));
   Put(e, std::move(updated));
+  if (ends) SetState(e, StudyState::kCompleted);
   if (!pd->prune) return Decision{};
   e.leases.erase(trial_id);
-  RETURN_IF_ERROR(FinishIfDone(e));
   return Decision{Action::kPrune, pd->reason};
 }
 
@@ -727,14 +748,12 @@ absl::StatusOr<Trial> Coordinator::CompleteTrial(int64_t trial_id, std::map<std:
   updated.classes = std::move(classes);
   updated.finished = clock_->Now();
   UpdateBest(updated, e.spec.direction);
-  {
-    absl::MutexLock slock(&storage_mu_);
-    RETURN_IF_ERROR(storage_->UpdateTrial(updated, nullptr));
-  }
+  bool ends = false;
+  RETURN_IF_ERROR(WriteTrial(e, updated, nullptr, &ends));
   Trial copy = updated;
   Put(e, std::move(updated));
   e.leases.erase(trial_id);
-  RETURN_IF_ERROR(FinishIfDone(e));
+  if (ends) SetState(e, StudyState::kCompleted);
   return copy;
 }
 
@@ -767,6 +786,7 @@ absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reas
     again.state = TrialState::kWaiting;
     again.created = updated.finished;
   }
+  const bool ends = !retry && EndsStudy(e, updated);  // a retry is a new unfinished trial
   {
     absl::MutexLock slock(&storage_mu_);
     Storage* const storage = storage_.get();  // the body runs now, under storage_mu_ (see StopStudy)
@@ -775,6 +795,7 @@ absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reas
       if (retry) {
         ASSIGN_OR_RETURN(again.id, storage->CreateTrial(again));
       }
+      if (ends) RETURN_IF_ERROR(storage->UpdateStudyState(updated.study_id, StudyState::kCompleted));
       return absl::OkStatus();
     }));
   }
@@ -784,7 +805,8 @@ absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reas
     IndexTrial(again);
     Put(e, std::move(again));
   }
-  return FinishIfDone(e);
+  if (ends) SetState(e, StudyState::kCompleted);
+  return absl::OkStatus();
 }
 
 absl::Status Coordinator::FinishIfDone(Entry& e) {

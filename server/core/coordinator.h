@@ -214,6 +214,14 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   absl::Status Start(Entry& e, Trial t, const std::string& worker, const std::string& holder)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Whether storing `updated` (a new or changed trial of `e`) finishes the study: no trial left
+  // to hand out and none unfinished.
+  static bool EndsStudy(const Entry& e, const Trial& updated) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Stores `updated` (with `m` when not null) and, when it ends the study (*ends), the study's
+  // COMPLETED state in the same transaction: both or neither.
+  absl::Status WriteTrial(Entry& e, const Trial& updated, const Measurement* m, bool* ends)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Completes a study with nothing left to hand out or finish (start-up, an exhausted sampler).
   absl::Status FinishIfDone(Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   // Sets a study's state in memory (after it is stored) and keeps running_.
   void SetState(Entry& e, StudyState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);

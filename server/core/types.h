@@ -128,7 +128,8 @@ struct Trial {
   std::string worker;
   int retry_of = -1;
   bool retried = false;  // FAILED and handed out again as a new trial
-  absl::Time created, started, finished;  // absl::InfinitePast() when not yet
+  absl::Time created = absl::InfinitePast(), started = absl::InfinitePast(),
+             finished = absl::InfinitePast();  // absl::InfinitePast() when not yet
   std::optional<DataReport> data;     // unset until the worker's first report that carries it
   std::optional<ClassReport> classes;  // set on completion by tasks that report them
 };

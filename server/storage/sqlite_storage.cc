@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
@@ -11,6 +12,8 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -203,13 +206,26 @@ absl::Status SqlError(int rc, const std::string& message) {
   }
 }
 
-// One prepared statement; finalized on destruction.
+// One prepared statement. Its own (finalized on destruction), or one of the connection's cache
+// (SqliteStorage::Cached: reset and its bindings cleared on destruction, so that it holds no
+// read lock, keeps no text bound and is ready for the next use).
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  // A cached statement (`rc` != SQLITE_OK: its preparation failed, and `stmt` is null).
+  Stmt(sqlite3* db, sqlite3_stmt* stmt, int rc) : db_(db), stmt_(stmt), rc_(rc), cached_(true) {}
+  ~Stmt() {
+    if (!cached_) {
+      sqlite3_finalize(stmt_);
+    } else if (stmt_ != nullptr) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
+  Stmt(Stmt&& other) noexcept
+      : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)), rc_(other.rc_), cached_(other.cached_) {}
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
@@ -257,6 +273,7 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  bool cached_ = false;
 };
 
 // Which file a path names now: device and inode, or why it cannot be told.
@@ -308,6 +325,7 @@ class SqliteStorage final : public Storage {
       watch_cv_.notify_all();
       watcher_.join();
     }
+    for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
   }
 
@@ -555,7 +573,7 @@ class SqliteStorage final : public Storage {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     int64_t id = 0;
     RETURN_IF_ERROR(Write([&]() -> absl::Status {
-      Stmt s(db_, "INSERT INTO studies(name, spec_json, state, seed, created_ms) VALUES(?,?,?,?,?)");
+      Stmt s = Cached("INSERT INTO studies(name, spec_json, state, seed, created_ms) VALUES(?,?,?,?,?)");
       s.Bind(1, study.spec.name).Bind(2, study.spec_json).Bind(3, std::string(StateName(study.state)))
           .Bind(4, static_cast<int64_t>(study.seed)).Bind(5, ToMs(study.created));
       RETURN_IF_ERROR(s.Run());
@@ -568,9 +586,11 @@ class SqliteStorage final : public Storage {
   absl::Status UpdateStudyState(int64_t study_id, StudyState state) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return Write([&]() -> absl::Status {
-      Stmt s(db_, "UPDATE studies SET state=? WHERE id=?");
+      Stmt s = Cached("UPDATE studies SET state=? WHERE id=?");
       s.Bind(1, std::string(StateName(state))).Bind(2, study_id);
-      return s.Run();
+      RETURN_IF_ERROR(s.Run());
+      if (sqlite3_changes(db_) != 1) return NoStudy(study_id);
+      return absl::OkStatus();
     });
   }
 
@@ -578,11 +598,29 @@ class SqliteStorage final : public Storage {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     int64_t id = 0;
     RETURN_IF_ERROR(Write([&]() -> absl::Status {
-      Stmt s(db_,
-             "INSERT INTO trials(study_id, number, state, params_json, retry_of, worker, created_ms,"
-             " started_ms) VALUES(?,?,?,?,?,?,?,?)");
+      {
+        // The study must exist and `t` must be its next trial (numbers 0, 1, 2, ...): said
+        // here as such, not as the schema's constraint failure.
+        Stmt q = Cached("SELECT EXISTS(SELECT 1 FROM studies WHERE id=?1),"
+                        " (SELECT MAX(number) FROM trials WHERE study_id=?1)");
+        q.Bind(1, t.study_id);
+        ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row || q.Int(0) == 0) return NoStudy(t.study_id);
+        const int64_t next = q.IsNull(1) ? 0 : q.Int(1) + 1;
+        if (t.number >= 0 && t.number < next) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("study ", t.study_id, " already has a stored trial number ", t.number));
+        }
+        if (t.number != next) {
+          return absl::InvalidArgumentError(absl::StrCat("trial number ", t.number, " of study ", t.study_id,
+                                                         ": the next trial of that study is number ", next));
+        }
+      }
+      Stmt s = Cached(
+          "INSERT INTO trials(study_id, number, state, params_json, retry_of, worker, created_ms,"
+          " started_ms) VALUES(?,?,?,?,?,?,?,?)");
       s.Bind(1, t.study_id).Bind(2, t.number).Bind(3, std::string(StateName(t.state)))
-          .Bind(4, ParamsToJson(t.params).dump()).Bind(5, t.retry_of).Bind(6, t.worker)
+          .Bind(4, Dump(ParamsToJson(t.params))).Bind(5, t.retry_of).Bind(6, t.worker)
           .Bind(7, ToMs(t.created)).Bind(8, ToMs(t.started));
       RETURN_IF_ERROR(s.Run());
       id = sqlite3_last_insert_rowid(db_);
@@ -592,28 +630,39 @@ class SqliteStorage final : public Storage {
   }
 
   absl::Status UpdateTrial(const Trial& t, const Measurement* m) override {
+    if (m != nullptr && std::isnan(m->value)) {
+      // SQLite would store NULL, which the schema refuses; said as what it is.
+      return absl::InvalidArgumentError(
+          absl::StrCat("trial id ", t.id, ": measurement value at step ", m->step, " is NaN"));
+    }
     return Transaction([&]() -> absl::Status {
-      if (m != nullptr) {
-        Stmt s(db_, "INSERT INTO measurements(trial_id, step, value, metrics_json, time_ms)"
-                    " VALUES(?,?,?,?,?)");
-        s.Bind(1, t.id).Bind(2, m->step).BindDouble(3, m->value)
-            .Bind(4, MetricsToJson(m->metrics).dump()).Bind(5, ToMs(m->time));
+      {
+        Stmt s = Cached(
+            "UPDATE trials SET state=?, value=?, best_step=?, final_metrics_json=?, reason=?,"
+            " worker=?, retried=?, started_ms=?, finished_ms=?, params_json=?, data_json=?, classes_json=?"
+            " WHERE id=?");
+        s.Bind(1, std::string(StateName(t.state))).BindDouble(2, t.value).Bind(3, t.best_step)
+            .Bind(4, Dump(MetricsToJson(t.final_metrics))).Bind(5, t.reason).Bind(6, t.worker)
+            .Bind(7, t.retried ? 1 : 0).Bind(8, ToMs(t.started)).Bind(9, ToMs(t.finished))
+            .Bind(10, Dump(ParamsToJson(t.params)))
+            .BindText(11, t.data ? std::optional<std::string>(Dump(ToJson(*t.data))) : std::nullopt)
+            .BindText(12, t.classes ? std::optional<std::string>(Dump(ClassesToJson(*t.classes))) : std::nullopt)
+            .Bind(13, t.id);
         RETURN_IF_ERROR(s.Run());
+        if (sqlite3_changes(db_) != 1) {
+          return absl::NotFoundError(absl::StrCat("no stored trial with id ", t.id));
+        }
       }
-      Stmt s(db_,
-             "UPDATE trials SET state=?, value=?, best_step=?, final_metrics_json=?, reason=?,"
-             " worker=?, retried=?, started_ms=?, finished_ms=?, params_json=?, data_json=?, classes_json=?"
-             " WHERE id=?");
-      s.Bind(1, std::string(StateName(t.state))).BindDouble(2, t.value).Bind(3, t.best_step)
-          .Bind(4, MetricsToJson(t.final_metrics).dump()).Bind(5, t.reason).Bind(6, t.worker)
-          .Bind(7, t.retried ? 1 : 0).Bind(8, ToMs(t.started)).Bind(9, ToMs(t.finished))
-          .Bind(10, ParamsToJson(t.params).dump())
-          .BindText(11, t.data ? std::optional<std::string>(Dump(ToJson(*t.data))) : std::nullopt)
-          .BindText(12, t.classes ? std::optional<std::string>(Dump(ClassesToJson(*t.classes))) : std::nullopt)
-          .Bind(13, t.id);
-      RETURN_IF_ERROR(s.Run());
-      if (sqlite3_changes(db_) != 1) {
-        return absl::NotFoundError(absl::StrCat("no stored trial with id ", t.id));
+      if (m != nullptr) {
+        Stmt s = Cached("INSERT OR IGNORE INTO measurements(trial_id, step, value, metrics_json, time_ms)"
+                        " VALUES(?,?,?,?,?)");
+        s.Bind(1, t.id).Bind(2, m->step).BindDouble(3, m->value)
+            .Bind(4, Dump(MetricsToJson(m->metrics))).Bind(5, ToMs(m->time));
+        RETURN_IF_ERROR(s.Run());
+        if (sqlite3_changes(db_) != 1) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("trial id ", t.id, " already has a stored measurement at step ", m->step));
+        }
       }
       return absl::OkStatus();
     });
@@ -623,16 +672,24 @@ class SqliteStorage final : public Storage {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     if (in_transaction_) return body();
     return Write([&]() -> absl::Status {
-      RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+      RETURN_IF_ERROR(ExecCached("BEGIN IMMEDIATE"));
       in_transaction_ = true;
-      absl::Status s = body();
+      absl::Status s;
+      try {
+        s = body();
+      } catch (...) {
+        // Nothing half-done stays behind a body that throws (it should not: our APIs do not).
+        in_transaction_ = false;
+        (void)ExecCached("ROLLBACK");
+        throw;
+      }
       in_transaction_ = false;
       if (!s.ok()) {
-        (void)Exec("ROLLBACK");
+        (void)ExecCached("ROLLBACK");
         return s;
       }
-      s = Exec("COMMIT");
-      if (!s.ok()) (void)Exec("ROLLBACK");
+      s = ExecCached("COMMIT");
+      if (!s.ok()) (void)ExecCached("ROLLBACK");
       return s;
     });
   }
@@ -644,6 +701,35 @@ class SqliteStorage final : public Storage {
 
  private:
   std::string WalPath() const { return path_ + "-wal"; }
+
+  static absl::Status NoStudy(int64_t id) {
+    return absl::NotFoundError(absl::StrCat("no stored study with id ", id));
+  }
+
+  // The connection's statement for `sql` (a string literal: the cache is keyed by its text),
+  // prepared once (SQLITE_PREPARE_PERSISTENT) and reset when the returned Stmt goes. Call with
+  // mu_ held, and let the Stmt go before mu_ is released.
+  Stmt Cached(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) return Stmt(db_, it->second, SQLITE_OK);
+    sqlite3_stmt* stmt = nullptr;
+    const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return Stmt(db_, nullptr, rc);
+    }
+    cache_.emplace(sql, stmt);
+    return Stmt(db_, stmt, SQLITE_OK);
+  }
+
+  // One statement without results (BEGIN, COMMIT, ROLLBACK) through the cache; its error says
+  // what Exec's would.
+  absl::Status ExecCached(const char* sql) {
+    Stmt s = Cached(sql);
+    absl::Status st = s.Run();
+    if (st.ok()) return st;
+    return absl::Status(st.code(), absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
+  }
 
   void Log(Level level, const std::string& line) {
     if (options_.log) options_.log(level, line);
@@ -744,6 +830,7 @@ class SqliteStorage final : public Storage {
 
   std::recursive_mutex mu_;
   sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;  // Cached(): SQL text -> statement
   const std::string path_;
   const SqliteStorageOptions options_;
   bool in_transaction_ = false;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes spec parsing and the worker's data readers with libFuzzer, under AddressSanitizer and UBSan,
+# Fuzzes spec parsing, EnqueueTrial's parameter JSON, every RPC's request handling (in process) and
+# the worker's data readers with libFuzzer, under AddressSanitizer and UBSan,
 # and compiles the coordinator with clang's -Wthread-safety analysis as an error.
 #   tests/fuzz/run.sh [SECONDS_PER_TARGET]   (default 20: the short run that tests/run.sh does;
 #                                             a long run: tests/fuzz/run.sh 3600)
@@ -20,9 +21,9 @@ FLAGS="-fsanitize=address,undefined -fsanitize=fuzzer-no-link -fno-sanitize-reco
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
   -DCMAKE_CXX_FLAGS="$FLAGS" -DCMAKE_C_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
   -DHPO_BUILD_WORKER=OFF -DHPO_BUILD_TESTS=OFF -DHPO_FUZZ=ON >/dev/null
-cmake --build "$B" --target spec_fuzz image_fuzz data_file_fuzz hpo_rpc hpo_storage_sqlite -j"$(nproc)"
+cmake --build "$B" --target spec_fuzz enqueue_fuzz rpc_fuzz image_fuzz data_file_fuzz hpo_rpc hpo_storage_sqlite -j"$(nproc)"
 status=0
-for t in spec image data_file; do
+for t in ${HPO_FUZZ_TARGETS:-spec enqueue rpc image data_file}; do
   work="$B/fuzz-$t"
   mkdir -p "$work/corpus"
   echo "fuzz: $t for ${SECONDS_PER_TARGET}s"
