@@ -265,7 +265,24 @@ absl::StatusOr<TrialPage> Coordinator::ListTrials(int64_t study_id, int first_nu
 }
 
 absl::Status Coordinator::DeleteStudy(int64_t study_id) {
-  return absl::UnimplementedError(absl::StrCat("DeleteStudy(", study_id, "): not in this hpo-server yet"));
+  EntryPtr ep = FindStudy(study_id);
+  if (ep == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id, " (hpoctl list shows them)"));
+  Entry& e = *ep;
+  // An ask sampling this study finishes first (its result then finds the study gone: dropped).
+  absl::MutexLock sampling(&e.sample_mu);
+  absl::MutexLock lock(&e.mu);
+  {
+    absl::MutexLock slock(&storage_mu_);
+    RETURN_IF_ERROR(storage_->DeleteStudy(study_id));
+  }
+  e.study.state = StudyState::kStopped;  // anything still holding the entry sees a finished study
+  e.leases.clear();
+  e.waiting.clear();
+  absl::MutexLock mlock(&map_mu_);
+  for (const Trial& t : e.study.trials) trial_index_.erase(t.id);
+  studies_.erase(study_id);
+  running_.erase(study_id);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Study> Coordinator::StopStudy(int64_t study_id) {

@@ -19,6 +19,9 @@ class TimedStorage final : public Storage {
   absl::Status UpdateStudyState(int64_t study_id, StudyState state) override {
     return Timed("update_study", [&] { return inner_->UpdateStudyState(study_id, state); });
   }
+  absl::Status DeleteStudy(int64_t study_id) override {
+    return Timed("delete_study", [&] { return inner_->DeleteStudy(study_id); });
+  }
   absl::StatusOr<int64_t> CreateTrial(const Trial& trial) override {
     return Timed("create_trial", [&] { return inner_->CreateTrial(trial); });
   }

@@ -67,6 +67,20 @@ class MemoryStorage final : public Storage {
     return absl::OkStatus();
   }
 
+  absl::Status DeleteStudy(int64_t study_id) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    auto it = studies_.find(study_id);
+    if (it == studies_.end()) return NoStudy(study_id);
+    Study old = std::move(it->second);
+    studies_.erase(it);
+    for (const Trial& t : old.trials) trial_index_.erase(t.id);
+    OnRollback([this, study_id, old = std::move(old)]() mutable {
+      for (const Trial& t : old.trials) trial_index_[t.id] = {study_id, t.number};
+      studies_.emplace(study_id, std::move(old));
+    });
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<int64_t> CreateTrial(const Trial& trial) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     auto it = studies_.find(trial.study_id);

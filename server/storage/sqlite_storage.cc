@@ -594,6 +594,23 @@ class SqliteStorage final : public Storage {
     });
   }
 
+  absl::Status DeleteStudy(int64_t study_id) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return Write([&]() -> absl::Status {
+      Stmt m = Cached("DELETE FROM measurements WHERE trial_id IN (SELECT id FROM trials WHERE study_id=?)");
+      m.Bind(1, study_id);
+      RETURN_IF_ERROR(m.Run());
+      Stmt t = Cached("DELETE FROM trials WHERE study_id=?");
+      t.Bind(1, study_id);
+      RETURN_IF_ERROR(t.Run());
+      Stmt s = Cached("DELETE FROM studies WHERE id=?");
+      s.Bind(1, study_id);
+      RETURN_IF_ERROR(s.Run());
+      if (sqlite3_changes(db_) != 1) return NoStudy(study_id);
+      return absl::OkStatus();
+    });
+  }
+
   absl::StatusOr<int64_t> CreateTrial(const Trial& t) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     int64_t id = 0;

@@ -44,6 +44,9 @@ class Storage {
   [[nodiscard]] virtual absl::StatusOr<int64_t> CreateStudy(const Study& study) = 0;
   // kNotFound for an unknown study.
   [[nodiscard]] virtual absl::Status UpdateStudyState(int64_t study_id, StudyState state) = 0;
+  // Deletes a study with its trials and measurements, all in one transaction. kNotFound for an
+  // unknown study.
+  [[nodiscard]] virtual absl::Status DeleteStudy(int64_t study_id) = 0;
   // Stores a new trial: study_id, number, state, parameters, retry_of, worker, created and
   // started (the rest, and its id, are ignored: UpdateTrial stores them); returns its id.
   // `number` must be the study's next one (0, 1, 2, ...).

@@ -17,6 +17,7 @@ const char* WriteKindName(WriteKind kind) {
   switch (kind) {
     case WriteKind::kCreateStudy: return "CreateStudy";
     case WriteKind::kUpdateStudyState: return "UpdateStudyState";
+    case WriteKind::kDeleteStudy: return "DeleteStudy";
     case WriteKind::kCreateTrial: return "CreateTrial";
     case WriteKind::kUpdateTrial: return "UpdateTrial";
     case WriteKind::kCommit: return "Commit";
@@ -91,6 +92,11 @@ absl::StatusOr<int64_t> FaultyStorage::CreateStudy(const Study& study) {
 absl::Status FaultyStorage::UpdateStudyState(int64_t study_id, StudyState state) {
   if (absl::Status s = Next(WriteKind::kUpdateStudyState); !s.ok()) return s;
   return inner_->UpdateStudyState(study_id, state);
+}
+
+absl::Status FaultyStorage::DeleteStudy(int64_t study_id) {
+  if (absl::Status s = Next(WriteKind::kDeleteStudy); !s.ok()) return s;
+  return inner_->DeleteStudy(study_id);
 }
 
 absl::StatusOr<int64_t> FaultyStorage::CreateTrial(const Trial& trial) {

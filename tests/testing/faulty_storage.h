@@ -26,6 +26,7 @@ namespace hpo::testing {
 enum class WriteKind {
   kCreateStudy,
   kUpdateStudyState,
+  kDeleteStudy,
   kCreateTrial,
   kUpdateTrial,  // with or without a measurement
   kCommit,       // the end of a (non-nested) Transaction whose body succeeded
@@ -58,6 +59,7 @@ class FaultyStorage final : public server::Storage {
   absl::StatusOr<std::vector<server::Study>> LoadAll() override;
   absl::StatusOr<int64_t> CreateStudy(const server::Study& study) override;
   absl::Status UpdateStudyState(int64_t study_id, server::StudyState state) override;
+  absl::Status DeleteStudy(int64_t study_id) override;
   absl::StatusOr<int64_t> CreateTrial(const server::Trial& trial) override;
   absl::Status UpdateTrial(const server::Trial& trial, const server::Measurement* measurement) override;
   absl::Status Transaction(const std::function<absl::Status()>& body) override;

@@ -39,6 +39,7 @@ class ReadOnlyView final : public Storage {
   absl::StatusOr<std::vector<Study>> LoadAll() override { return inner_->LoadAll(); }
   absl::StatusOr<int64_t> CreateStudy(const Study&) override { return absl::UnimplementedError("read-only"); }
   absl::Status UpdateStudyState(int64_t, StudyState) override { return absl::OkStatus(); }
+  absl::Status DeleteStudy(int64_t) override { return absl::OkStatus(); }
   absl::StatusOr<int64_t> CreateTrial(const Trial&) override { return absl::UnimplementedError("read-only"); }
   absl::Status UpdateTrial(const Trial&, const Measurement*) override { return absl::OkStatus(); }
   absl::Status Transaction(const std::function<absl::Status()>& body) override { return body(); }

@@ -83,6 +83,26 @@ TEST_F(CoordinatorTest, ListsTrialsAPageAtATime) {
   EXPECT_THAT(c_->ListTrials(study->id + 1, 0, 10), StatusIs(absl::StatusCode::kNotFound, "no study"));
 }
 
+TEST_F(CoordinatorTest, DeleteStudyForgetsItEverywhere) {
+  auto doomed = c_->CreateStudy(kSpec);
+  auto kept = c_->CreateStudy(kSpec);
+  ASSERT_THAT(doomed, IsOk());
+  auto a = c_->AskTrial("w1", {"cnn"}, doomed->id);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  ASSERT_THAT(Report((*a)->trial.id, 1, 0.5), IsOk());
+  ASSERT_THAT(c_->DeleteStudy(doomed->id), IsOk());
+  EXPECT_THAT(c_->GetStudy(doomed->id), StatusIs(absl::StatusCode::kNotFound, "no study"));
+  EXPECT_THAT(Report((*a)->trial.id, 2, 0.6), StatusIs(absl::StatusCode::kNotFound, "no trial"));
+  EXPECT_THAT(c_->DeleteStudy(doomed->id), StatusIs(absl::StatusCode::kNotFound, "no study"));
+  // Asks go to the other study only, and a restart does not bring it back.
+  auto b = c_->AskTrial("w2", {"cnn"}, 0);
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->trial.study_id, kept->id);
+  Reopen();
+  ASSERT_EQ(c_->ListStudies().size(), 1u);
+  EXPECT_EQ(c_->ListStudies()[0].id, kept->id);
+}
+
 TEST_F(CoordinatorTest, RunsAStudyToMaxTrialsAndKeepsTheBest) {
   ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
   Assignment a = Ask();
@@ -470,6 +490,7 @@ class CyclicStorage final : public Storage {
   }
   absl::StatusOr<int64_t> CreateStudy(const Study& s) override { return inner_->CreateStudy(s); }
   absl::Status UpdateStudyState(int64_t id, StudyState st) override { return inner_->UpdateStudyState(id, st); }
+  absl::Status DeleteStudy(int64_t id) override { return inner_->DeleteStudy(id); }
   absl::StatusOr<int64_t> CreateTrial(const Trial& t) override { return inner_->CreateTrial(t); }
   absl::Status UpdateTrial(const Trial& t, const Measurement* m) override { return inner_->UpdateTrial(t, m); }
   absl::Status Transaction(const std::function<absl::Status()>& body) override { return inner_->Transaction(body); }

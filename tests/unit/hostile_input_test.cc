@@ -39,6 +39,10 @@ class ThrowingStorage final : public Storage {
     MaybeThrow();
     return inner_->UpdateStudyState(id, state);
   }
+  absl::Status DeleteStudy(int64_t id) override {
+    MaybeThrow();
+    return inner_->DeleteStudy(id);
+  }
   absl::StatusOr<int64_t> CreateTrial(const Trial& t) override {
     MaybeThrow();
     return inner_->CreateTrial(t);

@@ -480,6 +480,32 @@ TYPED_TEST(StorageConformanceTest, TakenNumbersAndStepsAreRefusedAndChangeNothin
 
 // --- Transactions --------------------------------------------------------------------------
 
+TYPED_TEST(StorageConformanceTest, DeleteStudyRemovesItsTrialsAndMeasurementsOnly) {
+  std::vector<int64_t> ids;
+  const int64_t doomed = this->StudyWithTrials(2, &ids);
+  const int64_t kept = this->StudyWithTrials(1);
+  Trial t = this->NewTrial(doomed, 0);
+  t.id = ids[0];
+  Measurement m{1, 0.5, {{"val_loss", 0.7}}, absl::FromUnixMillis(1'700'000'002'000)};
+  ASSERT_THAT(this->storage_->UpdateTrial(t, &m), IsOk());
+  ASSERT_THAT(this->storage_->DeleteStudy(doomed), IsOk());
+  this->Reopen();
+  std::vector<Study> all = this->Load();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].id, kept);
+  EXPECT_EQ(all[0].trials.size(), 1u);
+  const std::string before = this->Dump();
+  EXPECT_THAT(this->storage_->DeleteStudy(doomed), StatusIs(absl::StatusCode::kNotFound, ""));
+  EXPECT_THAT(this->storage_->UpdateTrial(t, nullptr), StatusIs(absl::StatusCode::kNotFound, ""));
+  EXPECT_EQ(this->Dump(), before);
+  // A deletion inside a failed transaction is undone.
+  EXPECT_THAT(this->storage_->Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(this->storage_->DeleteStudy(kept));
+    return absl::AbortedError("changed my mind");
+  }), StatusIs(absl::StatusCode::kAborted, ""));
+  EXPECT_EQ(this->Dump(), before);
+}
+
 TYPED_TEST(StorageConformanceTest, ATransactionCommitsEverythingItWrote) {
   std::vector<int64_t> ids;
   const int64_t study = this->StudyWithTrials(1, &ids);
