@@ -31,7 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/core/clock.h"
 #include "server/core/diagnosis.h"
-#include "server/core/types.h"
+#include "server/model/types.h"
 #include "server/core/work_pool.h"
 #include "server/pruner/pruner.h"
 #include "server/sampler/sampler.h"

@@ -9,7 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "server/core/importance.h"
-#include "server/core/study_summary.h"
+#include "server/model/study_summary.h"
 
 namespace hpo::server {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 namespace hpo::server {
 

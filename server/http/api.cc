@@ -9,7 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/core/study_summary.h"
+#include "server/model/study_summary.h"
 
 namespace hpo::server {
 namespace {

@@ -14,7 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/time/clock.h"
-#include "server/core/study_summary.h"
+#include "server/model/study_summary.h"
 
 namespace hpo::server {
 namespace {

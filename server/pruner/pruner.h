@@ -4,7 +4,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 namespace hpo::server {
 

@@ -1,7 +1,7 @@
 #include "server/pruner/pruner_registry.h"
 
 #include "absl/strings/str_cat.h"
-#include "server/core/option_reader.h"
+#include "server/model/option_reader.h"
 #include "server/pruner/percentile_pruner.h"
 #include "server/pruner/rule_pruners.h"
 #include "server/pruner/successive_halving_pruner.h"

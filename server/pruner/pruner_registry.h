@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "server/core/types.h"
+#include "server/model/types.h"
 #include "server/pruner/pruner.h"
 
 namespace hpo::server {

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "server/core/search_space.h"
+#include "server/model/search_space.h"
 
 namespace hpo::server {
 namespace {

@@ -1,6 +1,6 @@
 #include "server/rpc/proto_convert.h"
 
-#include "server/core/study_summary.h"
+#include "server/model/study_summary.h"
 
 namespace hpo::server {
 namespace {

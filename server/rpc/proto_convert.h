@@ -3,7 +3,7 @@
 
 #include "hpo/v1/study.pb.h"
 #include "server/core/coordinator.h"
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 namespace hpo::server {
 

@@ -6,7 +6,7 @@
 #include <numeric>
 #include <random>
 
-#include "server/core/search_space.h"
+#include "server/model/search_space.h"
 #include "server/sampler/random_sampler.h"
 
 namespace hpo::server {

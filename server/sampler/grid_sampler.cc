@@ -6,7 +6,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "server/core/search_space.h"
+#include "server/model/search_space.h"
 
 namespace hpo::server {
 namespace {

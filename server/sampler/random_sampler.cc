@@ -2,7 +2,7 @@
 
 #include <random>
 
-#include "server/core/search_space.h"
+#include "server/model/search_space.h"
 
 namespace hpo::server {
 namespace {

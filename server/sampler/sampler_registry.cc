@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/core/option_reader.h"
+#include "server/model/option_reader.h"
 #include "server/sampler/gp_sampler.h"
 #include "server/sampler/grid_sampler.h"
 #include "server/sampler/random_sampler.h"

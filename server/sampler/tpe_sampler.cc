@@ -5,7 +5,7 @@
 #include <limits>
 #include <random>
 
-#include "server/core/search_space.h"
+#include "server/model/search_space.h"
 #include "server/sampler/random_sampler.h"
 
 namespace hpo::server {

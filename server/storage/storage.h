@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 namespace hpo::server {
 

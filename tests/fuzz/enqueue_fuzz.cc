@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/core/coordinator.h"
-#include "server/core/search_space.h"
+#include "server/model/search_space.h"
 #include "server/storage/sqlite_storage.h"
 #include "tests/testing/fake_clock.h"
 

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "proto/common/json_limits.h"
-#include "server/core/study_spec.h"
+#include "server/model/study_spec.h"
 #include "server/pruner/pruner_registry.h"
 #include "server/sampler/sampler_registry.h"
 

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "server/core/study_spec.h"
+#include "server/model/study_spec.h"
 
 namespace hpo::server {
 namespace {

@@ -19,7 +19,7 @@
 #include <sstream>
 
 #include "hpo/v1/coordinator.grpc.pb.h"
-#include "server/core/study_summary.h"
+#include "server/model/study_summary.h"
 #include "server/http/api.h"
 #include "server/http/http_server.h"
 #include "server/http/prometheus_metrics.h"

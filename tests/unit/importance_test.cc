@@ -6,7 +6,7 @@
 #include <cmath>
 #include <functional>
 
-#include "server/core/study_spec.h"
+#include "server/model/study_spec.h"
 
 namespace hpo::server {
 namespace {

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "server/core/study_spec.h"
+#include "server/model/study_spec.h"
 #include "server/pruner/pruner_registry.h"
 #include "server/sampler/sampler_registry.h"
 #include "tests/testing/image_files.h"

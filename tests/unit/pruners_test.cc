@@ -4,7 +4,7 @@
 #include <map>
 #include <random>
 
-#include "server/core/study_spec.h"
+#include "server/model/study_spec.h"
 #include "server/pruner/pruner_registry.h"
 #include "server/pruner/successive_halving_pruner.h"
 

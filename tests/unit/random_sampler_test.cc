@@ -6,8 +6,8 @@
 #include <cmath>
 #include <set>
 
-#include "server/core/search_space.h"
-#include "server/core/study_spec.h"
+#include "server/model/search_space.h"
+#include "server/model/study_spec.h"
 
 namespace hpo::server {
 namespace {

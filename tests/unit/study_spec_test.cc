@@ -1,4 +1,4 @@
-#include "server/core/study_spec.h"
+#include "server/model/study_spec.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <functional>
 #include <sstream>
 
-#include "server/core/worker_reports.h"
+#include "server/model/worker_reports.h"
 #include "server/pruner/pruner_registry.h"
 #include "server/sampler/sampler_registry.h"
 #include "tests/testing/status_matchers.h"

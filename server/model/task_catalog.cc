@@ -1,4 +1,4 @@
-#include "server/core/task_catalog.h"
+#include "server/model/task_catalog.h"
 
 #include <algorithm>
 #include <cmath>

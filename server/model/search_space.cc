@@ -1,4 +1,4 @@
-#include "server/core/search_space.h"
+#include "server/model/search_space.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 #include <cmath>
 #include <tuple>

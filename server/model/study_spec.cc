@@ -1,4 +1,4 @@
-#include "server/core/study_spec.h"
+#include "server/model/study_spec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "proto/common/json_limits.h"
 #include "proto/common/status_macros.h"
-#include "server/core/task_catalog.h"
+#include "server/model/task_catalog.h"
 
 namespace hpo::server {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/core/worker_reports.h"
+#include "server/model/worker_reports.h"
 
 #include <cmath>
 #include <string>

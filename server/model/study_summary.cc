@@ -1,4 +1,4 @@
-#include "server/core/study_summary.h"
+#include "server/model/study_summary.h"
 
 namespace hpo::server {
 

@@ -1,7 +1,7 @@
 // Derived figures of a study: counts by state, best trial, how many slots of max_trials are used.
 #pragma once
 
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 namespace hpo::server {
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 namespace hpo::server {
 

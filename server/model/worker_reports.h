@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "server/core/types.h"
+#include "server/model/types.h"
 
 namespace hpo::server {
 
