@@ -124,7 +124,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<S
       }
       if (t.state == TrialState::kRunning) e->leases[t.id] = Lease{now + options.lease_timeout, ""};
       c->IndexTrial(t);
-      Put(*e, std::move(t));
+      c->Put(*e, std::move(t));
     }
     const int64_t id = e->study.id;
     {
@@ -143,6 +143,9 @@ void Coordinator::Put(Entry& e, Trial t) {
   auto open = [](const Trial& x) { return !IsFinished(x.state) ? 1 : 0; };
   const bool was_waiting = n < static_cast<int>(e.study.trials.size()) &&
                            e.study.trials[n].state == TrialState::kWaiting;
+  const bool was_running = n < static_cast<int>(e.study.trials.size()) &&
+                           e.study.trials[n].state == TrialState::kRunning;
+  leased_ += (t.state == TrialState::kRunning ? 1 : 0) - (was_running ? 1 : 0);
   if (t.state == TrialState::kWaiting && !was_waiting) e.waiting.push_back(n);
   e.used_slots += uses_slot(t);
   e.unfinished += open(t);
@@ -201,6 +204,14 @@ absl::StatusOr<Coordinator::TrialRef> Coordinator::FindTrial(int64_t trial_id) c
 }
 
 absl::StatusOr<Study> Coordinator::CreateStudy(const std::string& spec_json) {
+  {
+    absl::ReaderMutexLock lock(&map_mu_);
+    if (static_cast<int>(studies_.size()) >= options_.max_studies) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "hpo-server already holds ", studies_.size(), " studies, its limit (--max_studies=", options_.max_studies,
+          "); delete finished ones (hpoctl delete) or raise the limit"));
+    }
+  }
   ASSIGN_OR_RETURN(StudySpec spec, ParseStudySpec(spec_json));
   ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler, options_.make_sampler(spec));
   ASSIGN_OR_RETURN(std::unique_ptr<Pruner> pruner, options_.make_pruner(spec));
@@ -278,6 +289,9 @@ absl::Status Coordinator::DeleteStudy(int64_t study_id) {
   e.study.state = StudyState::kStopped;  // anything still holding the entry sees a finished study
   e.leases.clear();
   e.waiting.clear();
+  for (const Trial& t : e.study.trials) {
+    if (t.state == TrialState::kRunning) --leased_;
+  }
   absl::MutexLock mlock(&map_mu_);
   for (const Trial& t : e.study.trials) trial_index_.erase(t.id);
   studies_.erase(study_id);
@@ -574,6 +588,11 @@ absl::StatusOr<std::optional<Assignment>> Coordinator::AskTrial(const std::strin
                                                                 const std::vector<std::string>& task_types,
                                                                 int64_t study_id, const std::string& holder_in) {
   const std::string& holder = holder_in.empty() ? worker_id : holder_in;
+  if (leased_.load() >= options_.max_running_trials) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        leased_.load(), " trials are running, hpo-server's limit (--max_running_trials=", options_.max_running_trials,
+        "); ask again when some have finished"));
+  }
   auto runs = [&](const Entry& e) {
     return std::find(task_types.begin(), task_types.end(), e.spec.task.type) != task_types.end();
   };

@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <atomic>
 #include <deque>
 #include <set>
 #include <unordered_map>
@@ -57,6 +58,11 @@ struct CoordinatorOptions {
   // that: kResourceExhausted, "retry later").
   int sampling_threads = 4;
   int max_waiting_asks = 1024;
+  // Bounds on what clients can make the coordinator hold (README "Limits"); beyond them,
+  // kResourceExhausted naming the limit: studies (delete old ones to make room), and trials
+  // RUNNING at once across all studies (leases).
+  int max_studies = 10'000;
+  int max_running_trials = 100'000;
 };
 
 // A trial handed to a worker.
@@ -201,7 +207,7 @@ class Coordinator {
   // Every change to a trial of `e` goes through here: stores `t` at t.number (appending a new
   // one) and keeps the counters, the waiting queue, the snapshot's change set and the pruner's
   // incremental state (Pruner::Observe).
-  static void Put(Entry& e, Trial t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  void Put(Entry& e, Trial t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   // Checks `holder` against the lease of RUNNING trial `t` (taking it when it has no holder).
   static absl::Status CheckHolder(Entry& e, const Trial& t, const std::string& holder)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
@@ -232,6 +238,7 @@ class Coordinator {
   mutable absl::Mutex map_mu_;
   std::map<int64_t, EntryPtr> studies_ ABSL_GUARDED_BY(map_mu_);
   std::set<int64_t> running_ ABSL_GUARDED_BY(map_mu_);  // ids of RUNNING studies: what AskTrial looks at
+  std::atomic<int> leased_{0};  // RUNNING trials across all studies (max_running_trials)
   std::unordered_map<int64_t, std::pair<int64_t, int>> trial_index_ ABSL_GUARDED_BY(map_mu_);  // id -> study, number
   mutable absl::Mutex storage_mu_;
   std::unique_ptr<Storage> storage_ ABSL_GUARDED_BY(storage_mu_);

@@ -103,6 +103,31 @@ TEST_F(CoordinatorTest, DeleteStudyForgetsItEverywhere) {
   EXPECT_EQ(c_->ListStudies()[0].id, kept->id);
 }
 
+TEST_F(CoordinatorTest, StudiesAndRunningTrialsAreBounded) {
+  CoordinatorOptions options;
+  options.max_studies = 2;
+  options.max_running_trials = 2;
+  c_.reset();
+  auto storage = OpenSqliteStorage(db_.string());
+  ASSERT_THAT(storage, IsOk());
+  auto c = Coordinator::Open(std::move(*storage), &clock_, options);
+  ASSERT_THAT(c, IsOk());
+  c_ = std::move(*c);
+  auto first = c_->CreateStudy(kSpec);
+  ASSERT_THAT(first, IsOk());
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  EXPECT_THAT(c_->CreateStudy(kSpec), StatusIs(absl::StatusCode::kResourceExhausted, "--max_studies=2"));
+  Assignment a = Ask("w1");
+  Ask("w2");
+  EXPECT_THAT(c_->AskTrial("w3", {"cnn"}, 0), StatusIs(absl::StatusCode::kResourceExhausted, "--max_running_trials=2"));
+  // A trial that ends frees its place; a deleted study frees its own.
+  ASSERT_THAT(Report(a.trial.id, 1, 0.5), IsOk());
+  ASSERT_THAT(c_->CompleteTrial(a.trial.id, {}), IsOk());
+  EXPECT_THAT(c_->AskTrial("w3", {"cnn"}, 0), IsOk());
+  ASSERT_THAT(c_->DeleteStudy(first->id), IsOk());
+  EXPECT_THAT(c_->CreateStudy(kSpec), IsOk());
+}
+
 TEST_F(CoordinatorTest, RunsAStudyToMaxTrialsAndKeepsTheBest) {
   ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
   Assignment a = Ask();
