@@ -51,6 +51,10 @@ absl::Status Call(Context& ctx, Fn rpc) {
   AddBearerToken(&context, ctx.token);
   grpc::Status s = rpc(&context);
   if (s.ok()) return absl::OkStatus();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE && s.error_message().find("shutting down") != std::string::npos) {
+    return absl::UnavailableError(absl::StrCat("the coordinator at ", ctx.address, " is shutting down (",
+                                               s.error_message(), "); try again once it is back"));
+  }
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
     return absl::UnavailableError(absl::StrCat("cannot reach the coordinator at ", ctx.address, " (",
                                                s.error_message(),
@@ -151,7 +155,8 @@ json StudyJson(const hpo::v1::Study& s) {
   if (s.task().image_height() > 0) j["task"]["image_size"] = {s.task().image_height(), s.task().image_width()};
   if (s.task().channels() > 0) j["task"]["channels"] = s.task().channels();
   if (!s.task().resize().empty()) j["task"]["resize"] = s.task().resize();
-  j["spec"] = json::parse(s.spec_json(), nullptr, false);
+  // ListStudies sends summaries, without the spec: then there is none to show.
+  if (!s.spec_json().empty()) j["spec"] = json::parse(s.spec_json(), nullptr, false);
   return j;
 }
 
@@ -279,13 +284,41 @@ absl::StatusOr<hpo::v1::Study> FetchStudy(Context& ctx, int64_t id) {
   return resp.study();
 }
 
+// A server that hands back the token it was given would page forever.
+absl::Status CheckNextPage(const std::string& given, const std::string& next, const char* rpc) {
+  if (!next.empty() && next == given) {
+    return absl::InternalError(absl::StrCat(rpc, ": the coordinator sent the same page token twice; stopped paging"));
+  }
+  return absl::OkStatus();
+}
+
+// Every trial of a study, a page (one RPC, with its own deadline) at a time.
 absl::StatusOr<std::vector<hpo::v1::Trial>> FetchTrials(Context& ctx, int64_t id) {
+  std::vector<hpo::v1::Trial> trials;
   hpo::v1::ListTrialsRequest req;
   req.set_study_id(id);
-  hpo::v1::ListTrialsResponse resp;
-  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->ListTrials(c, req, &resp); });
-  if (!s.ok()) return s;
-  return std::vector<hpo::v1::Trial>(resp.trials().begin(), resp.trials().end());
+  for (;;) {
+    hpo::v1::ListTrialsResponse resp;
+    RETURN_IF_ERROR(Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->ListTrials(c, req, &resp); }));
+    trials.insert(trials.end(), resp.trials().begin(), resp.trials().end());
+    RETURN_IF_ERROR(CheckNextPage(req.page_token(), resp.next_page_token(), "ListTrials"));
+    if (resp.next_page_token().empty()) return trials;
+    req.set_page_token(resp.next_page_token());
+  }
+}
+
+// Every study (summaries, without their specs), a page at a time.
+absl::StatusOr<std::vector<hpo::v1::Study>> FetchStudies(Context& ctx) {
+  std::vector<hpo::v1::Study> studies;
+  hpo::v1::ListStudiesRequest req;
+  for (;;) {
+    hpo::v1::ListStudiesResponse resp;
+    RETURN_IF_ERROR(Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->ListStudies(c, req, &resp); }));
+    studies.insert(studies.end(), resp.studies().begin(), resp.studies().end());
+    RETURN_IF_ERROR(CheckNextPage(req.page_token(), resp.next_page_token(), "ListStudies"));
+    if (resp.next_page_token().empty()) return studies;
+    req.set_page_token(resp.next_page_token());
+  }
 }
 
 absl::Status Create(Context& ctx, const std::vector<std::string>& args) {
@@ -313,24 +346,20 @@ absl::Status Create(Context& ctx, const std::vector<std::string>& args) {
 
 absl::Status List(Context& ctx, const std::vector<std::string>& args) {
   if (!args.empty()) return absl::InvalidArgumentError("usage: hpoctl list");
-  hpo::v1::ListStudiesResponse resp;
-  absl::Status s = Call(ctx, [&](grpc::ClientContext* c) {
-    return ctx.stub->ListStudies(c, hpo::v1::ListStudiesRequest(), &resp);
-  });
-  if (!s.ok()) return s;
+  ASSIGN_OR_RETURN(const std::vector<hpo::v1::Study> studies, FetchStudies(ctx));
   if (ctx.json) {
     json out = json::array();
-    for (const auto& st : resp.studies()) out.push_back(StudyJson(st));
+    for (const auto& st : studies) out.push_back(StudyJson(st));
     std::cout << out.dump(2) << "\n";
     return absl::OkStatus();
   }
-  if (resp.studies().empty()) {
+  if (studies.empty()) {
     std::cout << "no studies yet: create one with hpoctl create FILE\n";
     return absl::OkStatus();
   }
   std::cout << absl::StrFormat("%-4s %-24s %-10s %-9s %-8s %s\n", "ID", "NAME", "STATE", "FINISHED",
                                "RUNNING", "BEST");
-  for (const auto& st : resp.studies()) {
+  for (const auto& st : studies) {
     const auto& c = st.counts();
     std::cout << absl::StrFormat("%-4d %-24s %-10s %-9s %-8d %s\n", st.id(), st.name(),
                                  StudyStateName(st.state()),
@@ -514,6 +543,28 @@ absl::Status Stop(Context& ctx, const std::vector<std::string>& args) {
   } else {
     std::cout << "study " << *id << " is " << StudyStateName(resp.study().state()) << ": "
               << CountsText(resp.study()) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Delete(Context& ctx, const std::vector<std::string>& args) {
+  auto id = ParseStudyId(args, "delete");
+  if (!id.ok()) return id.status();
+  hpo::v1::DeleteStudyRequest req;
+  req.set_study_id(*id);
+  hpo::v1::DeleteStudyResponse resp;
+  RETURN_IF_ERROR(Call(ctx, [&](grpc::ClientContext* c) { return ctx.stub->DeleteStudy(c, req, &resp); }));
+  const auto& st = resp.study();
+  if (ctx.json) {
+    json j = StudyJson(st);
+    j["deleted"] = true;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    const auto& c = st.counts();
+    const int trials = c.waiting() + c.running() + c.completed() + c.pruned() + c.failed();
+    std::cout << "deleted study " << st.id() << " \"" << st.name() << "\" (" << StudyStateName(st.state())
+              << ") with its " << trials << (trials == 1 ? " trial" : " trials") << " and their measurements: "
+              << CountsText(st) << "\n";
   }
   return absl::OkStatus();
 }
@@ -715,6 +766,7 @@ absl::Status RunCommand(Context& ctx, const std::string& command, const std::vec
   if (command == "best") return Best(ctx, args);
   if (command == "watch") return Watch(ctx, args);
   if (command == "stop") return Stop(ctx, args);
+  if (command == "delete") return Delete(ctx, args);
   if (command == "enqueue") return Enqueue(ctx, args);
   if (command == "diagnose") return Diagnose(ctx, args);
   if (command == "report") return Report(ctx, args);
@@ -722,7 +774,7 @@ absl::Status RunCommand(Context& ctx, const std::string& command, const std::vec
   if (command == "init") return Init(args, ctx.out, std::cout, std::cerr);  // client/init.h; no coordinator
   return absl::InvalidArgumentError(absl::StrCat(
       "usage: unknown command \"", command, "\"; commands: create, list, show, trials, best, watch, stop, "
-      "enqueue, diagnose, report, init (hpoctl --help)"));
+      "delete, enqueue, diagnose, report, init (hpoctl --help)"));
 }
 
 }  // namespace hpo::client

@@ -30,12 +30,13 @@ constexpr char kUsage[] = R"(hpoctl [--coordinator=HOST:PORT] [--json] COMMAND [
 
 Commands:
   create FILE     create a study from a JSON spec file; prints its id alone on the last line
-  list            list studies
+  list            list studies (every page)
   show STUDY      one study: state, trial counts, best value, spec
-  trials STUDY    every trial: number, state, parameters, value, per-epoch values, reason
+  trials STUDY    every trial (every page): number, state, parameters, value, per-epoch values, reason
   best STUDY      the best completed trial
   watch STUDY     follow a study live; returns (exit 0) when it is finished
   stop STUDY      stop a study: no new trials, running ones are failed
+  delete STUDY    delete a study with its trials and measurements (admin; asks nothing)
   diagnose STUDY [--trial=N]
                   why validation accuracy is not improving: causes with their evidence
   report STUDY --out=FILE.html

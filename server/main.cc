@@ -16,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/time/time.h"
 #include "proto/common/json_log.h"
 #include "proto/common/tls_files.h"
 #include "server/auth/policy.h"
@@ -51,6 +52,17 @@ ABSL_FLAG(bool, insecure, false,
 ABSL_FLAG(std::string, new_token, "",
           "print a new token with this role (admin, worker, reader) for --db and exit");
 ABSL_FLAG(int64_t, new_token_study, 0, "with --new_token=worker: bind the token to this study id");
+ABSL_FLAG(int, max_streams, 1000,
+          "open ReportProgress streams at most (one per running trial); one more is refused with RESOURCE_EXHAUSTED");
+ABSL_FLAG(absl::Duration, drain_time, absl::Seconds(2),
+          "on SIGTERM/SIGINT: how long health says NOT_SERVING and calls get UNAVAILABLE before the server "
+          "closes (a second signal ends the wait)");
+ABSL_FLAG(int, max_studies, 10000, "studies held at most; CreateStudy beyond gets RESOURCE_EXHAUSTED (delete old ones)");
+ABSL_FLAG(int, max_running_trials, 100000,
+          "trials RUNNING at once across all studies; AskTrial beyond gets RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, sampling_threads, 4, "threads that run samplers for AskTrial (off gRPC's threads)");
+ABSL_FLAG(int, max_waiting_asks, 1024,
+          "AskTrial calls that may wait for a sampling thread; beyond, RESOURCE_EXHAUSTED (ask again shortly)");
 ABSL_FLAG(std::string, tokens_db, "", "the SQLite file of tokens (default: the --db path + \".tokens\")");
 
 namespace {
@@ -102,10 +114,30 @@ int main(int argc, char** argv) {
   hpo::server::CoordinatorOptions options;
   options.lease_timeout = absl::GetFlag(FLAGS_lease_timeout);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.max_studies = absl::GetFlag(FLAGS_max_studies);
+  options.max_running_trials = absl::GetFlag(FLAGS_max_running_trials);
+  options.sampling_threads = absl::GetFlag(FLAGS_sampling_threads);
+  options.max_waiting_asks = absl::GetFlag(FLAGS_max_waiting_asks);
+  if (options.max_studies < 1 || options.max_running_trials < 1 || options.sampling_threads < 1 ||
+      options.sampling_threads > 256 || options.max_waiting_asks < 1) {
+    spdlog::error("--max_studies, --max_running_trials, --max_waiting_asks must be >= 1 and --sampling_threads "
+                  "in [1, 256]");
+    return 2;
+  }
   if (options.lease_timeout <= options.heartbeat_interval) {
     spdlog::error("--lease_timeout ({}) must be longer than --heartbeat_interval ({})",
                   absl::FormatDuration(options.lease_timeout),
                   absl::FormatDuration(options.heartbeat_interval));
+    return 2;
+  }
+  const int max_streams = absl::GetFlag(FLAGS_max_streams);
+  if (max_streams < 1) {
+    spdlog::error("--max_streams={}: it must be at least 1 (each running trial holds one stream)", max_streams);
+    return 2;
+  }
+  const absl::Duration drain_time = absl::GetFlag(FLAGS_drain_time);
+  if (drain_time < absl::ZeroDuration() || drain_time > absl::Minutes(10)) {
+    spdlog::error("--drain_time={}: give a duration from 0s to 10m", absl::FormatDuration(drain_time));
     return 2;
   }
   // Rows repaired at start-up, a full disk and its end, the file deleted or replaced: logged by
@@ -219,7 +251,10 @@ int main(int argc, char** argv) {
     hpo::server::SetRpcMetrics(metrics.get());
   }
   hpo::server::Authorizer authorizer(tokens->get(), require_tokens);
-  hpo::server::CoordinatorService service(coordinator->get(), &authorizer);
+  hpo::server::ServiceOptions service_options;
+  service_options.max_streams = max_streams;
+  service_options.stream_idle_timeout = options.lease_timeout;  // a stream silent longer than a lease is closed
+  hpo::server::CoordinatorService service(coordinator->get(), &authorizer, service_options);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -271,15 +306,22 @@ int main(int argc, char** argv) {
       if (int n = (*coordinator)->ReapExpiredLeases(); n > 0) {
         spdlog::warn("{} trial(s) lost their worker's lease: failed and handed out again", n);
       }
+      service.EndIdleStreams();
       lock.lock();
     }
   });
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);
-    spdlog::info("signal {}: shutting down", sig);
+    // The drain (README "What happens when things go wrong"): health says NOT_SERVING, so that
+    // load balancers and probes stop sending work; open measurement streams end with UNAVAILABLE
+    // and every new call gets UNAVAILABLE ("reconnect"), which workers retry; then the server closes.
+    spdlog::info("signal {}: draining for {}, then shutting down", sig, absl::FormatDuration(drain_time));
     server->GetHealthCheckService()->SetServingStatus(false);
-    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    service.BeginShutdown();
+    timespec wait = absl::ToTimespec(drain_time);
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) spdlog::info("second signal: shutting down now");
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(3));
   });
   server->Wait();
   if (http) http->Stop();

@@ -17,8 +17,11 @@ std::chrono::system_clock::time_point Deadline(absl::Duration d) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d);
 }
 
+// kCancelled too: this client never cancels its own calls, so a cancelled one was cut by the
+// coordinator or the connection, e.g. a call that raced hpo-server's shutdown after its drain.
 bool Transient(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded;
+  return s.code() == absl::StatusCode::kUnavailable || s.code() == absl::StatusCode::kDeadlineExceeded ||
+         s.code() == absl::StatusCode::kCancelled;
 }
 
 }  // namespace

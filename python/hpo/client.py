@@ -22,7 +22,9 @@ __all__ = ["Client", "Objective", "Report"]
 
 log = logging.getLogger("hpo")
 
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Retried with backoff. CANCELLED too: this client never cancels a call it still waits on, so a cancelled
+# one was cut by the coordinator or the connection (e.g. a call that raced hpo-server's shutdown).
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 #: report(step, value, metrics=None) -> bool: sends one measurement; True means "stop now".
 Report = Callable[..., bool]
@@ -223,14 +225,37 @@ class Client:
         """The study: state, counts, best value, spec, ..."""
         return Study._from_pb(self._call("GetStudy", coordinator_pb2.GetStudyRequest(study_id=study_id)).study)
 
-    def list_studies(self) -> List[Study]:
-        """Every study, oldest first."""
-        return [Study._from_pb(s) for s in self._call("ListStudies", coordinator_pb2.ListStudiesRequest()).studies]
+    def _pages(self, method: str, request, field: str):
+        """Every item of a paged List method: one call per page, each with its own deadline and retries."""
+        items = []
+        while True:
+            resp = self._call(method, request)
+            items.extend(getattr(resp, field))
+            if not resp.next_page_token:
+                return items
+            if resp.next_page_token == request.page_token:
+                raise error("INTERNAL", f"{method}: the coordinator sent the same page token twice",
+                            grpc.StatusCode.INTERNAL)
+            request.page_token = resp.next_page_token
 
-    def trials(self, study_id: int) -> List[Trial]:
-        """Every trial of the study, by number."""
-        resp = self._call("ListTrials", coordinator_pb2.ListTrialsRequest(study_id=study_id))
-        return [Trial._from_pb(t) for t in resp.trials]
+    def list_studies(self, full: bool = False, page_size: int = 0) -> List[Study]:
+        """Every study, oldest first, fetched a page at a time (page_size 0: the server's default).
+
+        Without `full` the studies are summaries whose `spec` is None; full=True also fetches each spec."""
+        req = coordinator_pb2.ListStudiesRequest(page_size=page_size, full=full)
+        return [Study._from_pb(s) for s in self._pages("ListStudies", req, "studies")]
+
+    def trials(self, study_id: int, page_size: int = 0) -> List[Trial]:
+        """Every trial of the study, by number, fetched a page at a time (page_size 0: the server's default)."""
+        req = coordinator_pb2.ListTrialsRequest(study_id=study_id, page_size=page_size)
+        return [Trial._from_pb(t) for t in self._pages("ListTrials", req, "trials")]
+
+    def delete_study(self, study_id: int) -> Study:
+        """Deletes a study with its trials and measurements (needs an admin token when tokens are required).
+
+        Returns the study as it was just before (a summary). Raises NotFoundError for an unknown id."""
+        req = coordinator_pb2.DeleteStudyRequest(study_id=study_id)
+        return Study._from_pb(self._call("DeleteStudy", req, retry=False).study)
 
     def best_trial(self, study_id: int) -> Trial:
         """The best completed trial; raises NotFoundError while none has completed."""

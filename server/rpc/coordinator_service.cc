@@ -2,12 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <exception>
 #include <limits>
 #include <map>
 #include <optional>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "proto/common/grpc_status.h"
 #include "proto/common/json_limits.h"
@@ -115,48 +120,170 @@ absl::Status CheckParamsJson(const std::string& params_json) {
   return absl::OkStatus();
 }
 
-// One trial's measurement stream: read a report, decide, write the decision,
-// read the next. Only one operation is ever in flight, so no locking is needed.
+void ToProto(const TokenRecord& t, hpo::v1::TokenInfo* out) {
+  out->set_id(t.id);
+  switch (t.role) {
+    case Role::kAdmin: out->set_role(hpo::v1::ROLE_ADMIN); break;
+    case Role::kWorker: out->set_role(hpo::v1::ROLE_WORKER); break;
+    case Role::kReader: out->set_role(hpo::v1::ROLE_READER); break;
+  }
+  out->set_study_id(t.study_id);
+  out->set_note(t.note);
+  out->set_created_unix_ms(t.created_unix_ms);
+  out->set_revoked(t.revoked);
+}
+
+// A stream refused before it starts (too many open, or the server is draining).
+class RefusedStream final
+    : public grpc::ServerBidiReactor<hpo::v1::ProgressReport, hpo::v1::ProgressDecision> {
+ public:
+  explicit RefusedStream(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// Page tokens: opaque to clients (web-safe base64 of "studies:AFTER_ID" or
+// "trials:STUDY:NEXT_NUMBER"); checked, never trusted.
+std::string StudyPageToken(int64_t after_id) { return absl::WebSafeBase64Escape(absl::StrCat("studies:", after_id)); }
+std::string TrialPageToken(int64_t study_id, int next_number) {
+  return absl::WebSafeBase64Escape(absl::StrCat("trials:", study_id, ":", next_number));
+}
+
+absl::Status BadPageToken(const char* rpc) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "page_token is not a ", rpc, " page token of this server (for this request): pass the next_page_token of "
+      "the previous response unchanged, or none for the first page"));
+}
+
+// The id the page starts after; 0 for the first page.
+absl::StatusOr<int64_t> ParseStudyPageToken(const std::string& token) {
+  if (token.empty()) return 0;
+  std::string text;
+  if (token.size() > 100 || !absl::WebSafeBase64Unescape(token, &text)) return BadPageToken("ListStudies");
+  absl::string_view rest = text;
+  int64_t after = 0;
+  if (!absl::ConsumePrefix(&rest, "studies:") || !absl::SimpleAtoi(rest, &after) || after < 0) {
+    return BadPageToken("ListStudies");
+  }
+  return after;
+}
+
+// The trial number the page starts at; 0 for the first page.
+absl::StatusOr<int> ParseTrialPageToken(const std::string& token, int64_t study_id) {
+  if (token.empty()) return 0;
+  std::string text;
+  if (token.size() > 100 || !absl::WebSafeBase64Unescape(token, &text)) return BadPageToken("ListTrials");
+  std::vector<std::string> parts = absl::StrSplit(text, ':');
+  int64_t study = 0;
+  int next = 0;
+  if (parts.size() != 3 || parts[0] != "trials" || !absl::SimpleAtoi(parts[1], &study) || study != study_id ||
+      !absl::SimpleAtoi(parts[2], &next) || next < 0) {
+    return BadPageToken("ListTrials");
+  }
+  return next;
+}
+
+// page_size as asked: 0 is `def`, more than `max` is `max`, negative is refused.
+absl::StatusOr<int> PageSize(int32_t asked, int def, int max) {
+  if (asked < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size is ", asked, "; give 0 for the default (", def, ") or up to ", max));
+  }
+  return asked == 0 ? def : std::min<int>(asked, max);
+}
+
+std::string Who(const Caller& caller) {
+  return caller.authenticated ? absl::StrCat(" by token ", caller.token.id) : std::string();
+}
+
+}  // namespace
+
+// One trial's measurement stream: read a report, decide, write the decision, read the next.
+// Only one read or write is ever in flight. The service may end the stream from outside its
+// reactions (BeginShutdown, EndIdleStreams), so the state below is guarded: a stream storing a
+// report or sending its decision is ended right after that write, never with a write in flight.
 class ReportReactor final
     : public grpc::ServerBidiReactor<hpo::v1::ProgressReport, hpo::v1::ProgressDecision> {
  public:
-  ReportReactor(Coordinator* c, const Authorizer* auth, std::optional<std::string> authorization)
-      : c_(c), auth_(auth), authorization_(std::move(authorization)) {
+  ReportReactor(CoordinatorService* service, std::optional<std::string> authorization)
+      : service_(service), c_(service->c_), auth_(service->auth_), authorization_(std::move(authorization)) {
     NextRead();
   }
 
   void OnReadDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      last_message_ = absl::Now();
+      if (finished_) return;  // ended from outside while the read was pending
+      if (ok) busy_ = true;
+    }
     if (!ok) {
       // gRPC says only "no message" both when the worker closed its side and when a message
       // arrived that is not a ProgressReport. Parsing clears the message first, so a cleared
       // marker tells the second case, which must not end with OK as if nothing happened.
       if (report_.trial_id() != kUnread) {
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "a message on the measurement stream is not a ProgressReport"));
+        End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "a message on the measurement stream is not a ProgressReport"));
       } else {
-        Finish(grpc::Status::OK);
+        End(grpc::Status::OK);
       }
       return;
     }
     absl::Status s = Guarded("ReportProgress", [&] { return Decide(); });
+    {
+      absl::MutexLock lock(&mu_);
+      busy_ = false;
+      if (s.ok()) writing_ = true;  // an end asked for meanwhile waits for this write
+    }
     if (!s.ok()) {
-      Finish(ToGrpcStatus(s));
+      End(ToGrpcStatus(s));
       return;
     }
     StartWrite(&decision_);
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the worker went away"));
-    } else if (finish_after_write_) {
-      Finish(grpc::Status::OK);
+    std::optional<grpc::Status> end;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) end = grpc::Status(grpc::StatusCode::CANCELLED, "the worker went away");
+      else if (pending_end_.has_value()) end = std::move(pending_end_);
+      else if (finish_after_write_) end = grpc::Status::OK;
+      if (!end.has_value()) reading_ = true;
+    }
+    if (end.has_value()) {
+      End(*std::move(end));
     } else {
       NextRead();
     }
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    service_->Unregister(this);
+    delete this;
+  }
+
+  // Ends the stream with `status`: now when it is waiting for a message, else right after the
+  // decision being worked on is written. Thread-safe; a no-op on an ended stream.
+  void EndFromOutside(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || pending_end_.has_value()) return;
+      if (busy_ || writing_) {
+        pending_end_ = std::move(status);
+        return;
+      }
+      finished_ = true;
+    }
+    Finish(std::move(status));  // a read may be pending: allowed; its OnReadDone sees finished_
+  }
+
+  // Whether the stream has waited for a message since before `cutoff`.
+  bool IdleSince(absl::Time cutoff) const {
+    absl::MutexLock lock(&mu_);
+    return reading_ && !finished_ && !pending_end_.has_value() && last_message_ < cutoff;
+  }
 
  private:
   // No real trial has this id (ids are positive).
@@ -165,7 +292,21 @@ class ReportReactor final
   void NextRead() {
     report_.Clear();
     report_.set_trial_id(kUnread);
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = true;
+    }
     StartRead(&report_);
+  }
+
+  // Ends the stream from inside a reaction (no write in flight).
+  void End(grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(std::move(status));
   }
 
   // Stores report_ and fills decision_.
@@ -205,32 +346,24 @@ class ReportReactor final
     return absl::OkStatus();
   }
 
-  Coordinator* c_;
-  const Authorizer* auth_;
+  CoordinatorService* const service_;
+  Coordinator* const c_;
+  const Authorizer* const auth_;
   const std::optional<std::string> authorization_;
+  // Touched only by the one reaction running at a time (reads and writes alternate).
   hpo::v1::ProgressReport report_;
   hpo::v1::ProgressDecision decision_;
   bool finish_after_write_ = false;
+
+  mutable absl::Mutex mu_;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;   // a read is pending
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;      // a report is being stored and decided
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;   // a decision is being sent
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called
+  std::optional<grpc::Status> pending_end_ ABSL_GUARDED_BY(mu_);  // end after the current write
+  absl::Time last_message_ ABSL_GUARDED_BY(mu_) = absl::Now();
 };
 
-void ToProto(const TokenRecord& t, hpo::v1::TokenInfo* out) {
-  out->set_id(t.id);
-  switch (t.role) {
-    case Role::kAdmin: out->set_role(hpo::v1::ROLE_ADMIN); break;
-    case Role::kWorker: out->set_role(hpo::v1::ROLE_WORKER); break;
-    case Role::kReader: out->set_role(hpo::v1::ROLE_READER); break;
-  }
-  out->set_study_id(t.study_id);
-  out->set_note(t.note);
-  out->set_created_unix_ms(t.created_unix_ms);
-  out->set_revoked(t.revoked);
-}
-
-std::string Who(const Caller& caller) {
-  return caller.authenticated ? absl::StrCat(" by token ", caller.token.id) : std::string();
-}
-
-}  // namespace
 
 std::optional<std::string> AuthorizationOf(const grpc::ServerContextBase& ctx) {
   const auto& md = ctx.client_metadata();
@@ -239,11 +372,52 @@ std::optional<std::string> AuthorizationOf(const grpc::ServerContextBase& ctx) {
   return std::string(it->second.data(), it->second.size());
 }
 
+CoordinatorService::CoordinatorService(Coordinator* coordinator, const Authorizer* auth, ServiceOptions options)
+    : c_(coordinator), auth_(auth), options_(options) {}
+
 absl::StatusOr<Caller> CoordinatorService::Authorize(grpc::CallbackServerContext* ctx, const char* rpc,
                                                      int64_t study_id) const {
+  if (draining_.load()) return absl::UnavailableError(kShuttingDownMessage);
   if (auth_ == nullptr) return Caller();
   const std::optional<std::string> authorization = AuthorizationOf(*ctx);
   return auth_->Check(rpc, authorization ? &*authorization : nullptr, study_id);
+}
+
+void CoordinatorService::BeginShutdown() {
+  absl::MutexLock lock(&streams_mu_);
+  draining_.store(true);
+  // OnDone (which unregisters, then deletes a stream) needs streams_mu_, so none is deleted here.
+  for (ReportReactor* stream : streams_) {
+    stream->EndFromOutside(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage));
+  }
+}
+
+int CoordinatorService::EndIdleStreams() {
+  const absl::Duration idle =
+      options_.stream_idle_timeout > absl::ZeroDuration() ? options_.stream_idle_timeout : c_->options().lease_timeout;
+  const absl::Time cutoff = absl::Now() - idle;
+  int ended = 0;
+  absl::MutexLock lock(&streams_mu_);
+  for (ReportReactor* stream : streams_) {
+    if (!stream->IdleSince(cutoff)) continue;
+    stream->EndFromOutside(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("the measurement stream had no message for ", absl::FormatDuration(idle),
+                     " (the lease timeout), so the coordinator closed it; open a new one to report")));
+    ++ended;
+  }
+  if (ended > 0) spdlog::info("closed {} measurement stream(s) idle for {}", ended, absl::FormatDuration(idle));
+  return ended;
+}
+
+int CoordinatorService::OpenStreams() const {
+  absl::MutexLock lock(&streams_mu_);
+  return static_cast<int>(streams_.size());
+}
+
+void CoordinatorService::Unregister(ReportReactor* stream) {
+  absl::MutexLock lock(&streams_mu_);
+  streams_.erase(stream);
 }
 
 void ConfigureServerBuilder(grpc::ServerBuilder* builder) {
@@ -277,11 +451,49 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStudy(grpc::CallbackServerConte
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::ListStudies(grpc::CallbackServerContext* ctx,
-                                                          const hpo::v1::ListStudiesRequest*,
+                                                          const hpo::v1::ListStudiesRequest* req,
                                                           hpo::v1::ListStudiesResponse* resp) {
   return Done(ctx, Guarded("ListStudies", [&]() -> absl::Status {
     RETURN_IF_ERROR(Authorize(ctx, "ListStudies", 0).status());
-    for (const Study& s : c_->ListStudies()) ToProto(s, resp->add_studies());
+    ASSIGN_OR_RETURN(const int page_size, PageSize(req->page_size(), kDefaultStudiesPerPage, kMaxStudiesPerPage));
+    ASSIGN_OR_RETURN(const int64_t after, ParseStudyPageToken(req->page_token()));
+    size_t bytes = 0;
+    int64_t last = 0;
+    bool more = false;
+    for (const Study& s : c_->ListStudies()) {  // by id
+      if (s.id <= after) continue;
+      if (resp->studies_size() >= page_size) {
+        more = true;
+        break;
+      }
+      hpo::v1::Study summary;
+      ToProto(s, &summary);
+      if (!req->full()) summary.clear_spec_json();
+      const size_t size = summary.ByteSizeLong();
+      if (resp->studies_size() > 0 && bytes + size > kMaxPageBytes) {
+        more = true;
+        break;
+      }
+      bytes += size;
+      last = s.id;
+      *resp->add_studies() = std::move(summary);
+    }
+    if (more) resp->set_next_page_token(StudyPageToken(last));
+    return absl::OkStatus();
+  }));
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::DeleteStudy(grpc::CallbackServerContext* ctx,
+                                                          const hpo::v1::DeleteStudyRequest* req,
+                                                          hpo::v1::DeleteStudyResponse* resp) {
+  return Done(ctx, Guarded("DeleteStudy", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "DeleteStudy", req->study_id()));
+    ASSIGN_OR_RETURN(const Study before, c_->GetStudy(req->study_id()));
+    RETURN_IF_ERROR(c_->DeleteStudy(req->study_id()));
+    ToProto(before, resp->mutable_study());
+    resp->mutable_study()->clear_spec_json();
+    spdlog::warn("study {} \"{}\" deleted with its {} trial(s){}", before.id, ClientTextPrefix(before.spec.name),
+                 before.trials.size(), Who(caller));
     return absl::OkStatus();
   }));
 }
@@ -303,11 +515,22 @@ grpc::ServerUnaryReactor* CoordinatorService::ListTrials(grpc::CallbackServerCon
                                                          hpo::v1::ListTrialsResponse* resp) {
   return Done(ctx, Guarded("ListTrials", [&]() -> absl::Status {
     RETURN_IF_ERROR(Authorize(ctx, "ListTrials", req->study_id()).status());
-    auto s = c_->GetStudy(req->study_id());
-    if (s.ok()) {
-      for (const Trial& t : s->trials) ToProto(t, resp->add_trials());
+    ASSIGN_OR_RETURN(const int page_size, PageSize(req->page_size(), kDefaultTrialsPerPage, kMaxTrialsPerPage));
+    ASSIGN_OR_RETURN(const int first, ParseTrialPageToken(req->page_token(), req->study_id()));
+    ASSIGN_OR_RETURN(const TrialPage page, c_->ListTrials(req->study_id(), first, page_size));
+    size_t bytes = 0;
+    for (const Trial& t : page.trials) {
+      hpo::v1::Trial proto;
+      ToProto(t, &proto);
+      const size_t size = proto.ByteSizeLong();
+      if (resp->trials_size() > 0 && bytes + size > kMaxPageBytes) break;
+      bytes += size;
+      *resp->add_trials() = std::move(proto);
     }
-    return s.status();
+    const int next = first + resp->trials_size();
+    if (next < page.total) resp->set_next_page_token(TrialPageToken(req->study_id(), next));
+    resp->set_total(page.total);
+    return absl::OkStatus();
   }));
 }
 
@@ -415,7 +638,21 @@ grpc::ServerUnaryReactor* CoordinatorService::AskTrial(grpc::CallbackServerConte
 
 grpc::ServerBidiReactor<hpo::v1::ProgressReport, hpo::v1::ProgressDecision>*
 CoordinatorService::ReportProgress(grpc::CallbackServerContext* ctx) {
-  return new ReportReactor(c_, auth_, AuthorizationOf(*ctx));
+  absl::MutexLock lock(&streams_mu_);
+  if (draining_.load()) {
+    return new RefusedStream(grpc::Status(grpc::StatusCode::UNAVAILABLE, kShuttingDownMessage));
+  }
+  if (static_cast<int>(streams_.size()) >= options_.max_streams) {
+    if (RpcMetrics* m = GetRpcMetrics()) m->RpcDone("ReportProgress", absl::StatusCode::kResourceExhausted, absl::ZeroDuration());
+    return new RefusedStream(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("this coordinator already serves ", streams_.size(), " open measurement streams, its limit "
+                     "(hpo-server --max_streams=", options_.max_streams, "); retry later, close streams that are "
+                     "not in use, or raise --max_streams")));
+  }
+  auto* stream = new ReportReactor(this, AuthorizationOf(*ctx));
+  streams_.insert(stream);
+  return stream;
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::Heartbeat(grpc::CallbackServerContext* ctx,

@@ -157,6 +157,36 @@ class InstalledPackageTest(unittest.TestCase):
         self.assertEqual(c.best_trial(study).number, 0)
         self.assertEqual(c.get_study(study).state, "STOPPED")
 
+    def test_lists_page_through_everything_and_delete_removes_a_study(self):
+        hpo, c = self.hpo, self.client
+        ids = [c.create_study(external_spec(f"paged-{k}", 6)) for k in range(3)]
+        listed = c.list_studies(page_size=2)  # at least two pages
+        got = [s.id for s in listed]
+        self.assertEqual(got, sorted(got))
+        self.assertEqual(len(got), len(set(got)), "a study was listed twice across pages")
+        self.assertTrue(set(ids) <= set(got), (ids, got))
+        self.assertTrue(all(s.spec is None for s in listed), "summaries carry no spec")
+        full = {s.id: s for s in c.list_studies(full=True)}
+        self.assertEqual(full[ids[0]].spec["name"], "paged-0")
+        for k in range(5):
+            c.enqueue(ids[0], {"x": float(k) / 10, "y": 0.0})
+        trials = c.trials(ids[0], page_size=2)  # three pages
+        self.assertEqual([t.number for t in trials], [0, 1, 2, 3, 4])
+        self.assertEqual([t.params["x"] for t in trials], [0.0, 0.1, 0.2, 0.3, 0.4])
+        with self.assertRaises(hpo.InvalidArgumentError) as cm:
+            from hpo.v1 import coordinator_pb2
+            c._call("ListTrials", coordinator_pb2.ListTrialsRequest(study_id=ids[0], page_token="bogus"))
+        self.assertIn("page_token", cm.exception.details)
+
+        gone = c.delete_study(ids[1])
+        self.assertEqual((gone.id, gone.name), (ids[1], "paged-1"))
+        self.assertNotIn(ids[1], [s.id for s in c.list_studies()])
+        with self.assertRaises(hpo.NotFoundError):
+            c.get_study(ids[1])
+        with self.assertRaises(hpo.NotFoundError) as cm:
+            c.delete_study(ids[1])
+        self.assertIn(str(ids[1]), cm.exception.details)
+
     def test_errors_carry_the_status_and_the_servers_message(self):
         hpo, c = self.hpo, self.client
         with self.assertRaises(hpo.InvalidArgumentError) as cm:
