@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -304,6 +305,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Fail("ListStudies at the end: " + s.error_message());
   }
   if (list.studies_size() < 1) Fail("ListStudies at the end lost study 1");
+  // The service outlives its streams: a stream's server side ends (OnDone) a little after the client
+  // has its status, so wait for that before the service goes.
+  stream.Close();
+  for (int i = 0; service->OpenStreams() > 0; ++i) {
+    if (i == 1000) Fail("a measurement stream never ended on the server");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   harness->forwarder.target = nullptr;
   return 0;
 }
