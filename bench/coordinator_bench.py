@@ -17,7 +17,8 @@ own cost is visible):
   tpe_ask         tpe ask p50 with 10,000 finished trials
 
 Usage: /usr/bin/python3 bench/coordinator_bench.py [--seconds 5] [--scale 1000,10000,100000]
-           [--only throughput,latency64,interference,scale,tpe_ask,optuna] [--out FILE]
+           [--only throughput,latency64,interference,scale,tpe_ask,optuna] [--metrics N] [--out FILE]
+       /usr/bin/python3 bench/coordinator_bench.py --table FILE...   (the table of a results file)
 Writes bench/results/coordinator_bench.json and prints a markdown table.
 """
 import argparse
@@ -138,7 +139,56 @@ def optuna_throughput(workdir, procs, seconds):
     return {"procs": procs, "trials": done, "seconds": secs, "trials_per_s": done / secs, "errors": errors}
 
 
+def table(res):
+    """The issue's goals table (markdown) from a results file."""
+    rows = []
+    tp = {r["clients"]: r for r in res.get("throughput", [])}
+    opt = res.get("optuna", [])
+    best_opt = max(opt, key=lambda r: r["trials_per_s"]) if opt else None
+    if tp:
+        cells = ", ".join(f"{tp[c]['trials_per_s']:.0f} ({c})" for c in sorted(tp))
+        cpu = ", ".join(f"{tp[c]['server_cpu_ms_per_trial']:.2f}" for c in sorted(tp))
+        opt_txt = (f"Optuna best {best_opt['trials_per_s']:.1f} ({best_opt['procs']} process"
+                   f"{'es' if best_opt['procs'] > 1 else ''}): **{tp[max(tp)]['trials_per_s'] / best_opt['trials_per_s']:.0f}x** "
+                   f"at {max(tp)} clients") if best_opt else "Optuna not run"
+        rows.append(("trials/s with 1, 4, 16 clients, and Optuna's best", ">= 100x Optuna + SQLite at 16 clients",
+                     f"{cells}; server CPU {cpu} ms/trial; {opt_txt}"))
+    if "latency64" in res:
+        r = res["latency64"]
+        rows.append(("report latency p50 / p99 with 64 concurrent streams", "p99 <= 2 ms",
+                     f"{r['report_p50_ms']:.2f} / {r['report_p99_ms']:.2f} ms ({r['trials_per_s']:.0f} trials/s)"))
+    if "interference" in res:
+        a, g = res["interference"]["alone"], res["interference"]["with_gp"]
+        rows.append(("report p99 of a random study while a 1,000-trial `gp` study is asked from in a loop",
+                     "<= 5 ms (was seconds)",
+                     f"{g['report_p99_ms']:.2f} ms (max {g['report_max_ms']:.1f}; {g['gp_asks']} gp asks of p50 "
+                     f"{g['gp_ask_p50_ms']:.0f} ms meanwhile); {a['report_p99_ms']:.2f} ms without the gp study"))
+    if res.get("scale"):
+        sc = res["scale"]
+        base = sc[0]["server_cpu_ms_per_trial"]
+        cells = " / ".join(f"{r['server_cpu_ms_per_trial']:.2f}" for r in sc)
+        spread = max(r["server_cpu_ms_per_trial"] for r in sc) / min(r["server_cpu_ms_per_trial"] for r in sc)
+        sizes = " / ".join(f"{r['trials_before']:,}" for r in sc)
+        rows.append((f"per-trial cost at {sizes} trials already in the study", "flat within 20%",
+                     f"server CPU {cells} ms/trial (max/min {spread:.2f}); wall "
+                     + " / ".join(f"{r['wall_ms_per_trial']:.2f}" for r in sc) + " ms/trial"))
+        last = sc[-1]
+        rows.append((f"coordinator RSS at {last['trials_before']:,} finished trials x 10 measurements", "<= 300 MB",
+                     f"{last['rss_mb']:.0f} MB ({last.get('metrics_per_report', 0)} other metrics per report)"))
+    if "tpe_ask" in res:
+        r = res["tpe_ask"]
+        rows.append(("`tpe` ask p50 at 10,000 trials", "<= 20 ms (was 58 ms)",
+                     f"{r['ask_p50_ms']:.1f} ms (p99 {r['ask_p99_ms']:.1f})"))
+    out = ["| figure | goal | measured |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(out)
+
+
 def main():
+    if sys.argv[1:2] == ["--table"]:
+        for path in sys.argv[2:]:
+            print(table(json.load(open(path))))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--scale", default="1000,10000,100000")
@@ -213,6 +263,7 @@ def main():
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(res, f, indent=1)
+    print(table(res))
     print(f"wrote {args.out}")
 
 
