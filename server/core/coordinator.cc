@@ -67,6 +67,10 @@ std::string MisfitParams(const StudySpec& spec, const ParamMap& params) {
   return "";
 }
 
+// What a trial counts for in the study's counters (Put keeps them; EndsStudy looks ahead with them).
+int UsesSlot(const Trial& t) { return t.state == TrialState::kFailed && t.retried ? 0 : 1; }
+int Unfinished(const Trial& t) { return IsFinished(t.state) ? 0 : 1; }
+
 }  // namespace
 
 Coordinator::Coordinator(std::unique_ptr<Storage> storage, const Clock* clock, CoordinatorOptions options)
@@ -139,20 +143,18 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<S
 
 void Coordinator::Put(Entry& e, Trial t) {
   const int n = t.number;
-  auto uses_slot = [](const Trial& x) { return !(x.state == TrialState::kFailed && x.retried) ? 1 : 0; };
-  auto open = [](const Trial& x) { return !IsFinished(x.state) ? 1 : 0; };
   const bool was_waiting = n < static_cast<int>(e.study.trials.size()) &&
                            e.study.trials[n].state == TrialState::kWaiting;
   const bool was_running = n < static_cast<int>(e.study.trials.size()) &&
                            e.study.trials[n].state == TrialState::kRunning;
   leased_ += (t.state == TrialState::kRunning ? 1 : 0) - (was_running ? 1 : 0);
   if (t.state == TrialState::kWaiting && !was_waiting) e.waiting.push_back(n);
-  e.used_slots += uses_slot(t);
-  e.unfinished += open(t);
+  e.used_slots += UsesSlot(t);
+  e.unfinished += Unfinished(t);
   e.pruner->Observe(n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr, t);
   if (n < static_cast<int>(e.study.trials.size())) {
-    e.used_slots -= uses_slot(e.study.trials[n]);
-    e.unfinished -= open(e.study.trials[n]);
+    e.used_slots -= UsesSlot(e.study.trials[n]);
+    e.unfinished -= Unfinished(e.study.trials[n]);
     e.study.trials[n] = std::move(t);
   } else {
     e.study.trials.push_back(std::move(t));
@@ -164,10 +166,8 @@ bool Coordinator::EndsStudy(const Entry& e, const Trial& updated) {
   if (e.study.state != StudyState::kRunning) return false;
   const int n = updated.number;
   const Trial* old = n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr;
-  auto uses_slot = [](const Trial& x) { return !(x.state == TrialState::kFailed && x.retried) ? 1 : 0; };
-  auto open = [](const Trial& x) { return !IsFinished(x.state) ? 1 : 0; };
-  const int used = e.used_slots + uses_slot(updated) - (old ? uses_slot(*old) : 0);
-  const int unfinished = e.unfinished + open(updated) - (old ? open(*old) : 0);
+  const int used = e.used_slots + UsesSlot(updated) - (old ? UsesSlot(*old) : 0);
+  const int unfinished = e.unfinished + Unfinished(updated) - (old ? Unfinished(*old) : 0);
   return (e.exhausted || used >= e.spec.max_trials) && unfinished == 0;
 }
 
