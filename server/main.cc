@@ -8,6 +8,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -89,6 +92,23 @@ int NewToken(const std::string& role_name, int64_t study_id, const std::string& 
             << (study_id != 0 ? ", study " + std::to_string(study_id) : std::string()) << ") stored hashed in "
             << tokens_path << "; it is shown only now. Clients pass it as --token or HPO_TOKEN.\n";
   return 0;
+}
+
+// Writes `port` to `path` whole or not at all (a temporary file renamed over it), so that a reader
+// polling for the file never reads it half-written.
+void WritePortFile(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n";
+    if (!out.flush()) {
+      spdlog::error("cannot write the port file {}", tmp);
+      return;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    spdlog::error("cannot rename {} to {}: {}", tmp, path, std::strerror(errno));
+  }
 }
 
 }  // namespace
@@ -270,9 +290,7 @@ int main(int argc, char** argv) {
                   tls ? " (and do --tls_cert and --tls_key belong together?)" : "");
     return 1;
   }
-  if (!absl::GetFlag(FLAGS_port_file).empty()) {
-    std::ofstream(absl::GetFlag(FLAGS_port_file)) << port << "\n";
-  }
+  if (!absl::GetFlag(FLAGS_port_file).empty()) WritePortFile(absl::GetFlag(FLAGS_port_file), port);
   spdlog::info("hpo-server listening on port {} (database {}, lease {}; {}, {})", port, db_path,
                absl::FormatDuration(options.lease_timeout),
                !tls ? "plaintext" : absl::GetFlag(FLAGS_tls_client_ca).empty() ? "TLS" : "mutual TLS",
@@ -291,7 +309,7 @@ int main(int argc, char** argv) {
     }
     http = std::move(*started);
     if (!absl::GetFlag(FLAGS_http_port_file).empty()) {
-      std::ofstream(absl::GetFlag(FLAGS_http_port_file)) << http->port() << "\n";
+      WritePortFile(absl::GetFlag(FLAGS_http_port_file), http->port());
     }
     spdlog::info("dashboard on {} (metrics: {}metrics)", http->url(), http->url());
   }

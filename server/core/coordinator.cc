@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -68,8 +69,19 @@ std::string MisfitParams(const StudySpec& spec, const ParamMap& params) {
 }
 
 // What a trial counts for in the study's counters (Put keeps them; EndsStudy looks ahead with them).
-int UsesSlot(const Trial& t) { return t.state == TrialState::kFailed && t.retried ? 0 : 1; }
 int Unfinished(const Trial& t) { return IsFinished(t.state) ? 0 : 1; }
+
+// What a finished trial keeps in memory (see Coordinator::GetStudy): its details go.
+void Compact(Trial& t) {
+  for (Measurement& m : t.measurements) std::map<std::string, double>().swap(m.metrics);
+  t.measurements.shrink_to_fit();
+  std::map<std::string, double>().swap(t.final_metrics);
+  t.classes.reset();
+  t.data.reset();
+}
+
+// Trials per storage read in Coordinator::AddDetails.
+constexpr int kDetailsPage = 500;
 
 }  // namespace
 
@@ -152,14 +164,160 @@ void Coordinator::Put(Entry& e, Trial t) {
   e.used_slots += UsesSlot(t);
   e.unfinished += Unfinished(t);
   e.pruner->Observe(n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr, t);
+  CountTrial(e.figures, t, +1);
+  bool was_best = false;
   if (n < static_cast<int>(e.study.trials.size())) {
     e.used_slots -= UsesSlot(e.study.trials[n]);
     e.unfinished -= Unfinished(e.study.trials[n]);
+    CountTrial(e.figures, e.study.trials[n], -1);
+    was_best = e.figures.best && e.figures.best->number == n;
     e.study.trials[n] = std::move(t);
   } else {
     e.study.trials.push_back(std::move(t));
   }
+  const Trial& stored = e.study.trials[n];
+  if (was_best) {
+    e.figures.best = Summarize(e.study).best;  // the best trial changed (never, in practice): a scan
+  } else if (BetterBest(e.spec.direction, stored, e.figures.best)) {
+    e.figures.best = StudySummary::Best{stored.number, *stored.value, stored.best_step};
+  }
+  if (IsFinished(stored.state)) Compact(e.study.trials[n]);
   e.changed.insert(n);
+}
+
+std::vector<StudySummary> Coordinator::ListStudySummaries(int64_t after_id, int limit) const {
+  std::vector<EntryPtr> entries;
+  {
+    absl::ReaderMutexLock lock(&map_mu_);
+    for (auto it = studies_.upper_bound(after_id); it != studies_.end() && static_cast<int>(entries.size()) < limit;
+         ++it) {
+      entries.push_back(it->second);
+    }
+  }
+  std::vector<StudySummary> out;
+  out.reserve(entries.size());
+  for (const EntryPtr& e : entries) {
+    absl::MutexLock lock(&e->mu);
+    out.push_back(SummaryOf(*e));
+  }
+  return out;
+}
+
+absl::StatusOr<StudySummary> Coordinator::GetStudySummary(int64_t study_id) const {
+  EntryPtr e = FindStudy(study_id);
+  if (e == nullptr) {
+    return absl::NotFoundError(absl::StrCat("no study with id ", study_id, " (hpoctl list shows them)"));
+  }
+  absl::MutexLock lock(&e->mu);
+  return SummaryOf(*e);
+}
+
+StudySummary Coordinator::SummaryOf(const Entry& e) {
+  StudySummary s = e.figures;
+  const Study& st = e.study;
+  s.study.id = st.id;
+  s.study.spec = st.spec;
+  s.study.spec_json = st.spec_json;
+  s.study.state = st.state;
+  s.study.seed = st.seed;
+  s.study.created = st.created;
+  return s;
+}
+
+absl::Status Coordinator::Commit(const std::function<absl::Status(Storage&)>& body) {
+  PendingWrite mine{&body};
+  absl::MutexLock lock(&commit_mu_);
+  commit_queue_.push_back(&mine);
+  while (!mine.done) {
+    if (committing_) {
+      commit_cv_.Wait(&commit_mu_);
+      continue;
+    }
+    // This thread commits every write queued now, its own among them.
+    committing_ = true;
+    std::vector<PendingWrite*> batch;
+    batch.swap(commit_queue_);
+    commit_mu_.Unlock();
+    RunBatch(batch);  // throws nothing: an exception goes to the write that threw it
+    commit_mu_.Lock();
+    committing_ = false;
+    for (PendingWrite* w : batch) w->done = true;
+    commit_cv_.SignalAll();
+  }
+  if (mine.thrown) std::rethrow_exception(mine.thrown);  // on the thread whose write it was
+  return mine.status;
+}
+
+void Coordinator::RunBatch(const std::vector<PendingWrite*>& batch) {
+  absl::MutexLock slock(&storage_mu_);
+  Storage& storage = *storage_;
+  size_t current = 0;
+  absl::Status all;
+  try {
+    all = storage.Transaction([&]() -> absl::Status {
+      for (current = 0; current < batch.size(); ++current) {
+        PendingWrite* w = batch[current];
+        w->status = (*w->body)(storage);
+        if (!w->status.ok()) return w->status;
+      }
+      return absl::OkStatus();
+    });
+  } catch (...) {
+    // The store rolled the transaction back. The write that threw gets the exception (all of
+    // them, when the commit itself threw); the others are tried again below.
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (i == current || current >= batch.size()) batch[i]->thrown = std::current_exception();
+    }
+    all = absl::InternalError("a write of the batch threw");
+  }
+  if (all.ok()) return;
+  if (batch.size() == 1 && !batch.front()->thrown) {
+    batch.front()->status = all;
+    return;
+  }
+  // Nothing of the batch is stored: each write again on its own, for its own status.
+  for (PendingWrite* w : batch) {
+    if (w->thrown) continue;
+    try {
+      w->status = storage.Transaction([&]() -> absl::Status { return (*w->body)(storage); });
+    } catch (...) {
+      w->thrown = std::current_exception();
+    }
+  }
+}
+
+absl::Status Coordinator::AddDetails(int64_t study_id, std::vector<Trial>& trials) const {
+  for (size_t begin = 0; begin < trials.size();) {
+    // The next page: finished trials, numbers within kDetailsPage of the first.
+    while (begin < trials.size() && !IsFinished(trials[begin].state)) ++begin;
+    if (begin == trials.size()) break;
+    const int first = trials[begin].number;
+    size_t end = begin;
+    while (end < trials.size() && trials[end].number < first + kDetailsPage) ++end;
+    std::vector<TrialDetails> details;
+    {
+      absl::MutexLock slock(&storage_mu_);
+      ASSIGN_OR_RETURN(details, storage_->LoadTrialDetails(study_id, first, kDetailsPage));
+    }
+    size_t k = 0;  // both in number order
+    for (size_t i = begin; i < end; ++i) {
+      Trial& t = trials[i];
+      while (k < details.size() && details[k].number < t.number) ++k;
+      if (k == details.size()) break;
+      if (details[k].number != t.number || !IsFinished(t.state)) continue;
+      TrialDetails& d = details[k];
+      t.final_metrics = std::move(d.final_metrics);
+      t.classes = std::move(d.classes);
+      t.data = std::move(d.data);
+      size_t j = 0;  // both by step
+      for (Measurement& m : t.measurements) {
+        while (j < d.metrics.size() && d.metrics[j].first < m.step) ++j;
+        if (j < d.metrics.size() && d.metrics[j].first == m.step) m.metrics = std::move(d.metrics[j].second);
+      }
+    }
+    begin = end;
+  }
+  return absl::OkStatus();
 }
 
 bool Coordinator::EndsStudy(const Entry& e, const Trial& updated) {
@@ -172,14 +330,12 @@ bool Coordinator::EndsStudy(const Entry& e, const Trial& updated) {
 }
 
 absl::Status Coordinator::WriteTrial(Entry& e, const Trial& updated, const Measurement* m, bool* ends) {
-  *ends = EndsStudy(e, updated);
-  absl::MutexLock slock(&storage_mu_);
-  if (!*ends) return storage_->UpdateTrial(updated, m);
+  const bool end = *ends = EndsStudy(e, updated);
   // The trial and the study's completion commit together, or neither does.
-  Storage* const storage = storage_.get();  // the body runs now, under storage_mu_ (see StopStudy)
-  return storage->Transaction([&]() -> absl::Status {
-    RETURN_IF_ERROR(storage->UpdateTrial(updated, m));
-    return storage->UpdateStudyState(updated.study_id, StudyState::kCompleted);
+  return Commit([&](Storage& storage) -> absl::Status {
+    RETURN_IF_ERROR(storage.UpdateTrial(updated, m));
+    if (end) RETURN_IF_ERROR(storage.UpdateStudyState(updated.study_id, StudyState::kCompleted));
+    return absl::OkStatus();
   });
 }
 
@@ -245,6 +401,12 @@ absl::StatusOr<Study> Coordinator::GetStudy(int64_t study_id) const {
   return e->study;
 }
 
+absl::StatusOr<Study> Coordinator::GetStudyWithDetails(int64_t study_id) const {
+  ASSIGN_OR_RETURN(Study s, GetStudy(study_id));  // copied under the study's lock, read off it
+  RETURN_IF_ERROR(AddDetails(s.id, s.trials));
+  return s;
+}
+
 std::vector<Study> Coordinator::ListStudies() const {
   std::vector<EntryPtr> entries;
   {
@@ -265,13 +427,16 @@ absl::StatusOr<TrialPage> Coordinator::ListTrials(int64_t study_id, int first_nu
   if (e == nullptr) {
     return absl::NotFoundError(absl::StrCat("no study with id ", study_id, " (hpoctl list shows them)"));
   }
-  absl::MutexLock lock(&e->mu);
   TrialPage page;
-  const int total = static_cast<int>(e->study.trials.size());
-  page.total = total;
-  const int first = std::clamp(first_number, 0, total);
-  const int end = limit <= 0 ? first : static_cast<int>(std::min<int64_t>(total, int64_t{first} + limit));
-  page.trials.assign(e->study.trials.begin() + first, e->study.trials.begin() + end);
+  {
+    absl::MutexLock lock(&e->mu);
+    const int total = static_cast<int>(e->study.trials.size());
+    page.total = total;
+    const int first = std::clamp(first_number, 0, total);
+    const int end = limit <= 0 ? first : static_cast<int>(std::min<int64_t>(total, int64_t{first} + limit));
+    page.trials.assign(e->study.trials.begin() + first, e->study.trials.begin() + end);
+  }
+  RETURN_IF_ERROR(AddDetails(study_id, page.trials));
   return page;
 }
 
@@ -335,12 +500,16 @@ absl::StatusOr<Study> Coordinator::StopStudy(int64_t study_id) {
 absl::StatusOr<Trial> Coordinator::BestTrial(int64_t study_id) const {
   EntryPtr e = FindStudy(study_id);
   if (e == nullptr) return absl::NotFoundError(absl::StrCat("no study with id ", study_id));
-  absl::MutexLock lock(&e->mu);
-  const Trial* best = FindBestTrial(e->study);
-  if (best == nullptr) {
-    return absl::NotFoundError(absl::StrCat("study ", study_id, " has no completed trial yet"));
+  std::vector<Trial> best;
+  {
+    absl::MutexLock lock(&e->mu);
+    if (!e->figures.best) {
+      return absl::NotFoundError(absl::StrCat("study ", study_id, " has no completed trial yet"));
+    }
+    best.push_back(e->study.trials[e->figures.best->number]);
   }
-  return *best;
+  RETURN_IF_ERROR(AddDetails(study_id, best));
+  return std::move(best.front());
 }
 
 absl::StatusOr<std::vector<Finding>> Coordinator::Diagnose(int64_t study_id, int trial) const {
@@ -354,6 +523,7 @@ absl::StatusOr<std::vector<Finding>> Coordinator::Diagnose(int64_t study_id, int
     }
     copy = e->study;  // diagnosis is slow on a large study: judged off the lock
   }
+  RETURN_IF_ERROR(AddDetails(study_id, copy.trials));
   return hpo::server::Diagnose(copy, trial);
 }
 
@@ -408,10 +578,10 @@ absl::StatusOr<Trial> Coordinator::EnqueueTrial(int64_t study_id, const std::str
   t.params = std::move(params);
   t.state = TrialState::kWaiting;
   t.created = clock_->Now();
-  {
-    absl::MutexLock slock(&storage_mu_);
-    ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
-  }
+  RETURN_IF_ERROR(Commit([&](Storage& storage) -> absl::Status {
+    ASSIGN_OR_RETURN(t.id, storage.CreateTrial(t));
+    return absl::OkStatus();
+  }));
   IndexTrial(t);
   Put(e, t);
   return t;
@@ -421,10 +591,7 @@ absl::Status Coordinator::Start(Entry& e, Trial t, const std::string& worker, co
   t.state = TrialState::kRunning;
   t.worker = worker;
   t.started = clock_->Now();
-  {
-    absl::MutexLock slock(&storage_mu_);
-    RETURN_IF_ERROR(storage_->UpdateTrial(t, nullptr));
-  }
+  RETURN_IF_ERROR(Commit([&](Storage& storage) { return storage.UpdateTrial(t, nullptr); }));
   e.leases[t.id] = Lease{clock_->Now() + options_.lease_timeout, holder};
   Put(e, std::move(t));
   return absl::OkStatus();
@@ -571,10 +738,10 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::SampleAndStart(Entry& e, const
     t.state = TrialState::kRunning;
     t.worker = worker;
     t.created = t.started = clock_->Now();
-    {
-      absl::MutexLock slock(&storage_mu_);
-      ASSIGN_OR_RETURN(t.id, storage_->CreateTrial(t));
-    }
+    RETURN_IF_ERROR(Commit([&](Storage& storage) -> absl::Status {
+      ASSIGN_OR_RETURN(t.id, storage.CreateTrial(t));
+      return absl::OkStatus();
+    }));
     e.leases[t.id] = Lease{clock_->Now() + options_.lease_timeout, holder};
     IndexTrial(t);
     Put(e, std::move(t));
@@ -766,7 +933,11 @@ absl::StatusOr<Trial> Coordinator::CompleteTrial(int64_t trial_id, std::map<std:
   absl::MutexLock lock(&e.mu);
   const Trial& t = e.study.trials[ref.number];
   RETURN_IF_ERROR(CheckHolder(e, t, holder));
-  if (t.state == TrialState::kCompleted) return t;
+  if (t.state == TrialState::kCompleted) {
+    std::vector<Trial> done = {t};
+    RETURN_IF_ERROR(AddDetails(t.study_id, done));
+    return std::move(done.front());
+  }
   if (t.state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(t));
   if (t.measurements.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -800,10 +971,16 @@ absl::StatusOr<Trial> Coordinator::FailTrial(int64_t trial_id, const std::string
   absl::MutexLock lock(&e.mu);
   const Trial& t = e.study.trials[ref.number];
   RETURN_IF_ERROR(CheckHolder(e, t, holder));
-  if (t.state == TrialState::kFailed) return t;
-  if (t.state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(t));
-  RETURN_IF_ERROR(Fail(e, t, reason.empty() ? "failed (no reason given)" : reason, retry));
-  return e.study.trials[ref.number];
+  std::vector<Trial> out;
+  if (t.state == TrialState::kFailed) {
+    out.push_back(t);
+  } else {
+    if (t.state != TrialState::kRunning) return absl::FailedPreconditionError(NotRunningMessage(t));
+    RETURN_IF_ERROR(Fail(e, t, reason.empty() ? "failed (no reason given)" : reason, retry));
+    out.push_back(e.study.trials[ref.number]);
+  }
+  RETURN_IF_ERROR(AddDetails(out.front().study_id, out));
+  return std::move(out.front());
 }
 
 absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reason, bool retry) {
@@ -823,18 +1000,14 @@ absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reas
     again.created = updated.finished;
   }
   const bool ends = !retry && EndsStudy(e, updated);  // a retry is a new unfinished trial
-  {
-    absl::MutexLock slock(&storage_mu_);
-    Storage* const storage = storage_.get();  // the body runs now, under storage_mu_ (see StopStudy)
-    RETURN_IF_ERROR(storage->Transaction([&]() -> absl::Status {
-      RETURN_IF_ERROR(storage->UpdateTrial(updated, nullptr));
-      if (retry) {
-        ASSIGN_OR_RETURN(again.id, storage->CreateTrial(again));
-      }
-      if (ends) RETURN_IF_ERROR(storage->UpdateStudyState(updated.study_id, StudyState::kCompleted));
-      return absl::OkStatus();
-    }));
-  }
+  RETURN_IF_ERROR(Commit([&](Storage& storage) -> absl::Status {
+    RETURN_IF_ERROR(storage.UpdateTrial(updated, nullptr));
+    if (retry) {
+      ASSIGN_OR_RETURN(again.id, storage.CreateTrial(again));
+    }
+    if (ends) RETURN_IF_ERROR(storage.UpdateStudyState(updated.study_id, StudyState::kCompleted));
+    return absl::OkStatus();
+  }));
   e.leases.erase(t.id);
   Put(e, std::move(updated));  // `t` is not used after this
   if (retry) {

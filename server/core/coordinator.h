@@ -9,7 +9,11 @@
 //                      or ask of one study never waits for another study
 //   map_mu_            (a leaf) the map of studies and the index of trials (id -> study, number);
 //                      held only to find or add an entry, never while taking another lock
+//   commit_mu_         (a leaf) the group-commit queue (Commit); never held while taking another lock
 //   storage_mu_        (a leaf) the Storage (one SQLite connection): writes are serialized, each short
+// Group commit: the writes of a report, ask or completion go through Commit, which runs all the
+// writes waiting at that moment (of any studies) in one transaction. Each caller returns once that
+// transaction is committed, so a reply still goes out only after its write is stored.
 // A sampler runs on a snapshot of its study's trials, brought up to date under Entry::mu from the
 // trials changed since the last sample (so its cost is the changes, not the study's size); its
 // result is committed only if the study still allows that trial, else dropped and sampled again.
@@ -22,6 +26,7 @@
 #include <string>
 #include <atomic>
 #include <deque>
+#include <exception>
 #include <set>
 #include <unordered_map>
 #include <vector>
@@ -32,6 +37,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/core/clock.h"
 #include "server/core/diagnosis.h"
+#include "server/model/study_summary.h"
 #include "server/model/types.h"
 #include "server/core/work_pool.h"
 #include "server/pruner/pruner.h"
@@ -100,18 +106,32 @@ class Coordinator {
 
   // kInvalidArgument for a bad spec (the message says what to fix).
   [[nodiscard]] absl::StatusOr<Study> CreateStudy(const std::string& spec_json);
-  // Snapshots. kNotFound for an unknown id.
+  // Memory: once a trial has finished (COMPLETED, PRUNED, FAILED), the coordinator keeps of it
+  // only what samplers, pruners and summaries use (parameters, state, value and the value of each
+  // step); its final metrics, data and class reports and each measurement's metrics stay in
+  // storage only.
+  // Snapshots without those details (counts, best trial, values per step); kNotFound for an
+  // unknown id.
   [[nodiscard]] absl::StatusOr<Study> GetStudy(int64_t study_id) const;
   std::vector<Study> ListStudies() const;
-  // Trials numbered `first_number`.. of a study, in number order, at most `limit` (a copy of those
-  // only: a page of a large study costs the page), and the study's trial count. kNotFound.
+  // Summaries of the studies with ids above `after_id`, by id, at most `limit`: each costs the
+  // same whatever its number of trials (the figures are kept as trials change).
+  std::vector<StudySummary> ListStudySummaries(int64_t after_id, int limit) const;
+  // One study's summary (as ListStudySummaries). kNotFound.
+  [[nodiscard]] absl::StatusOr<StudySummary> GetStudySummary(int64_t study_id) const;
+  // GetStudy with every trial's details, read back from storage (a cost that grows with the study:
+  // for a client that asked for all of it). Storage errors are passed on.
+  [[nodiscard]] absl::StatusOr<Study> GetStudyWithDetails(int64_t study_id) const;
+  // Trials numbered `first_number`.. of a study, in number order, at most `limit`, with their
+  // details (a copy of those only: a page of a large study costs the page), and the study's trial
+  // count. kNotFound.
   [[nodiscard]] absl::StatusOr<TrialPage> ListTrials(int64_t study_id, int first_number, int limit) const;
   // Deletes a study with its trials and measurements, from storage and memory; its trials'
   // later reports get kNotFound. kNotFound for an unknown id.
   [[nodiscard]] absl::Status DeleteStudy(int64_t study_id);
   // No new trials; RUNNING and WAITING trials are failed with the reason "study stopped".
   [[nodiscard]] absl::StatusOr<Study> StopStudy(int64_t study_id);
-  // kNotFound when the study is unknown or has no completed trial.
+  // With its details. kNotFound when the study is unknown or has no completed trial.
   [[nodiscard]] absl::StatusOr<Trial> BestTrial(int64_t study_id) const;
   // Findings about `study_id` (see diagnosis.h); `trial` < 0 judges the best trial.
   [[nodiscard]] absl::StatusOr<std::vector<Finding>> Diagnose(int64_t study_id, int trial) const;
@@ -191,6 +211,7 @@ class Coordinator {
     std::set<int> changed ABSL_GUARDED_BY(mu);  // numbers changed since the snapshot was synced
     int used_slots ABSL_GUARDED_BY(mu) = 0;     // UsedSlots(study), kept by Put
     int unfinished ABSL_GUARDED_BY(mu) = 0;     // trials not finished, kept by Put
+    StudySummary figures ABSL_GUARDED_BY(mu);   // counts and best (not its `study`), kept by Put
   };
   using EntryPtr = std::shared_ptr<Entry>;
   struct TrialRef {
@@ -232,6 +253,19 @@ class Coordinator {
   // Sets a study's state in memory (after it is stored) and keeps running_.
   void SetState(Entry& e, StudyState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   static std::string NotRunningMessage(const Trial& t);
+  static StudySummary SummaryOf(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Puts back into the finished trials among `trials` (of study `study_id`, in number order) the
+  // details that Put dropped from memory, read from storage a page at a time (storage_mu_ is
+  // never held for long). Trials not in storage (a study deleted meanwhile) stay as they are.
+  absl::Status AddDetails(int64_t study_id, std::vector<Trial>& trials) const
+      ABSL_LOCKS_EXCLUDED(storage_mu_);
+  // Runs `body` (storage writes, on the Storage it is given) in one transaction with the writes
+  // that other threads queued meanwhile, and returns `body`'s status once that transaction has
+  // committed. When the shared transaction fails, each body is run again in a transaction of its
+  // own, so that one refused write does not fail the others; a body may run more than once, so
+  // it must only write and set its outputs.
+  absl::Status Commit(const std::function<absl::Status(Storage&)>& body)
+      ABSL_LOCKS_EXCLUDED(storage_mu_, commit_mu_);
 
   const Clock* clock_;
   const CoordinatorOptions options_;
@@ -240,6 +274,18 @@ class Coordinator {
   std::set<int64_t> running_ ABSL_GUARDED_BY(map_mu_);  // ids of RUNNING studies: what AskTrial looks at
   std::atomic<int> leased_{0};  // RUNNING trials across all studies (max_running_trials)
   std::unordered_map<int64_t, std::pair<int64_t, int>> trial_index_ ABSL_GUARDED_BY(map_mu_);  // id -> study, number
+  struct PendingWrite {
+    const std::function<absl::Status(Storage&)>* body;
+    absl::Status status;
+    std::exception_ptr thrown;  // what the body (or the store) threw, rethrown to its caller
+    bool done = false;
+  };
+  // Commit's leader: runs `batch` in one transaction, then alone when that fails. Never throws.
+  void RunBatch(const std::vector<PendingWrite*>& batch) ABSL_LOCKS_EXCLUDED(storage_mu_);
+  absl::Mutex commit_mu_;
+  absl::CondVar commit_cv_;
+  std::vector<PendingWrite*> commit_queue_ ABSL_GUARDED_BY(commit_mu_);
+  bool committing_ ABSL_GUARDED_BY(commit_mu_) = false;  // a thread is running a batch
   mutable absl::Mutex storage_mu_;
   std::unique_ptr<Storage> storage_ ABSL_GUARDED_BY(storage_mu_);
   std::unique_ptr<WorkPool> pool_;  // last: destroyed (joined) first

@@ -75,8 +75,9 @@ json ParamSpecJson(const ParamSpec& p) {
   return j;
 }
 
-json StudySummaryJson(const Study& s) {
-  const TrialCounts c = CountTrials(s);
+json StudySummaryJson(const StudySummary& summary) {
+  const Study& s = summary.study;
+  const TrialCounts& c = summary.counts;
   json j{{"id", s.id},
          {"name", s.spec.name},
          {"state", Lower(StateName(s.state))},
@@ -88,7 +89,7 @@ json StudySummaryJson(const Study& s) {
          {"sampler", s.spec.sampler.value("type", "")},
          {"pruner", s.spec.pruner.value("type", "")},
          {"max_trials", s.spec.max_trials},
-         {"used_trials", UsedSlots(s)},
+         {"used_trials", summary.used_slots},
          {"finished_trials", c.completed + c.pruned + c.failed},
          {"counts",
           {{"waiting", c.waiting},
@@ -97,13 +98,15 @@ json StudySummaryJson(const Study& s) {
            {"pruned", c.pruned},
            {"failed", c.failed}}},
          {"created", Time(s.created)}};
-  if (const Trial* b = FindBestTrial(s); b != nullptr && b->value.has_value()) {
-    j["best"] = {{"trial", b->number}, {"value", Number(*b->value)}, {"step", b->best_step}};
+  if (summary.best) {
+    j["best"] = {{"trial", summary.best->number}, {"value", Number(summary.best->value)}, {"step", summary.best->step}};
   } else {
     j["best"] = nullptr;
   }
   return j;
 }
+
+json StudySummaryJson(const Study& s) { return StudySummaryJson(Summarize(s)); }
 
 json TrialJson(const Trial& t, bool with_measurements) {
   json params = json::object();
@@ -284,7 +287,13 @@ ApiReply HandleApi(const Coordinator& c, const std::string& path,
   if (parts.size() == 2) {
     if (auto st = CheckQuery(query, {}); !st.ok()) return FromStatus(st);
     json out = json::array();
-    for (const Study& s : c.ListStudies()) out.push_back(StudySummaryJson(s));
+    int64_t after = 0;
+    for (;;) {  // a page at a time: no copy of every study at once
+      std::vector<StudySummary> page = c.ListStudySummaries(after, 1000);
+      if (page.empty()) break;
+      for (const StudySummary& s : page) out.push_back(StudySummaryJson(s));
+      after = page.back().study.id;
+    }
     return Reply(200, out);
   }
   int64_t study_id = 0;
@@ -297,14 +306,22 @@ ApiReply HandleApi(const Coordinator& c, const std::string& path,
     return Reply(200, StudyJson(*study));
   }
   if (parts[3] == "trials") {
-    if (parts.size() == 4) return Trials(*study, query);
+    if (parts.size() == 4) {
+      // Finished trials' metrics are read back from storage (Coordinator::GetStudy).
+      auto detailed = c.GetStudyWithDetails(study_id);
+      if (!detailed.ok()) return FromStatus(detailed.status());
+      return Trials(*detailed, query);
+    }
     if (parts.size() == 5) {
       if (auto st = CheckQuery(query, {}); !st.ok()) return FromStatus(st);
       int64_t number = 0;
       if (!ParseId(parts[4], &number) || number >= static_cast<int64_t>(study->trials.size())) {
         return Error(404, absl::StrCat("study ", study_id, " has no trial \"", parts[4].substr(0, 64), "\""));
       }
-      json j = TrialJson(study->trials[number], true);
+      auto page = c.ListTrials(study_id, static_cast<int>(number), 1);
+      if (!page.ok()) return FromStatus(page.status());
+      if (page->trials.empty()) return Error(404, absl::StrCat("study ", study_id, " has no trial ", number));
+      json j = TrialJson(page->trials.front(), true);
       j["study"] = StudySummaryJson(*study);
       return Reply(200, j);
     }

@@ -70,7 +70,15 @@ class StudyCollector final : public prometheus::Collectable {
     MetricFamily total_running{
         "hpo_running_trials", "Trials RUNNING now, over all studies.", MetricType::Gauge, {}};
     double all_running = 0;
-    for (const Study& s : c->ListStudies()) {
+    std::vector<StudySummary> summaries;
+    for (int64_t after = 0;;) {  // a page at a time: no copy of every study's trials
+      std::vector<StudySummary> page = c->ListStudySummaries(after, 1000);
+      if (page.empty()) break;
+      after = page.back().study.id;
+      for (StudySummary& s : page) summaries.push_back(std::move(s));
+    }
+    for (const StudySummary& summary : summaries) {
+      const Study& s = summary.study;
       const std::string id = std::to_string(s.id);
       auto add = [&](MetricFamily& f, double v, std::vector<ClientMetric::Label> extra = {}) {
         ClientMetric m;
@@ -88,13 +96,8 @@ class StudyCollector final : public prometheus::Collectable {
            {"sampler", s.spec.sampler.value("type", "")},
            {"pruner", s.spec.pruner.value("type", "")},
            {"state", StateName(s.state)}});
-      int n_started = 0, n_retried = 0, n_leases = 0;
-      for (const Trial& t : s.trials) {
-        if (t.started != absl::InfinitePast()) ++n_started;
-        if (t.retried) ++n_retried;
-        if (t.state == TrialState::kFailed && absl::StartsWith(t.reason, "lease lost")) ++n_leases;
-      }
-      const TrialCounts counts = CountTrials(s);
+      const int n_started = summary.started, n_retried = summary.retried, n_leases = summary.leases_lost;
+      const TrialCounts& counts = summary.counts;
       add(started, n_started);
       add(finished, counts.completed, {{"state", "completed"}});
       add(finished, counts.pruned, {{"state", "pruned"}});
@@ -104,7 +107,7 @@ class StudyCollector final : public prometheus::Collectable {
       add(running, counts.running);
       add(waiting, counts.waiting);
       add(max_trials, s.spec.max_trials);
-      if (const Trial* b = FindBestTrial(s); b != nullptr && b->value.has_value()) add(best, *b->value);
+      if (summary.best) add(best, summary.best->value);
       all_running += counts.running;
     }
     total_running.metric.emplace_back();
@@ -261,7 +264,7 @@ class PrometheusMetricsImpl final : public PrometheusMetrics {
     const Coordinator* c = coordinator_.load();
     std::string name = "unknown";
     if (c != nullptr) {
-      if (auto s = c->GetStudy(study_id); s.ok()) name = s->spec.sampler.value("type", "unknown");
+      if (auto s = c->GetStudySummary(study_id); s.ok()) name = s->study.spec.sampler.value("type", "unknown");
     }
     std::lock_guard<std::mutex> lock(mu_);
     samplers_[study_id] = name;

@@ -32,6 +32,10 @@ class TimedStorage final : public Storage {
   absl::Status Transaction(const std::function<absl::Status()>& body) override {
     return Timed("transaction", [&] { return inner_->Transaction(body); });
   }
+  absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t study_id, int first_number,
+                                                             int limit) override {
+    return inner_->LoadTrialDetails(study_id, first_number, limit);  // a read: not a commit
+  }
 
  private:
   static bool StatusOk(const absl::Status& s) { return s.ok(); }

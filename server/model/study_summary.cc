@@ -1,5 +1,7 @@
 #include "server/model/study_summary.h"
 
+#include "absl/strings/match.h"
+
 namespace hpo::server {
 
 TrialCounts CountTrials(const Study& study) {
@@ -27,8 +29,46 @@ const Trial* FindBestTrial(const Study& study) {
 
 int UsedSlots(const Study& study) {
   int n = 0;
-  for (const Trial& t : study.trials) n += t.retried ? 0 : 1;
+  for (const Trial& t : study.trials) n += UsesSlot(t);
   return n;
+}
+
+void CountTrial(StudySummary& s, const Trial& t, int sign) {
+  int* by_state = nullptr;
+  switch (t.state) {
+    case TrialState::kWaiting: by_state = &s.counts.waiting; break;
+    case TrialState::kRunning: by_state = &s.counts.running; break;
+    case TrialState::kCompleted: by_state = &s.counts.completed; break;
+    case TrialState::kPruned: by_state = &s.counts.pruned; break;
+    case TrialState::kFailed: by_state = &s.counts.failed; break;
+  }
+  if (by_state != nullptr) *by_state += sign;
+  s.trials += sign;
+  s.used_slots += UsesSlot(t) * sign;
+  s.started += t.started != absl::InfinitePast() ? sign : 0;
+  s.retried += t.retried ? sign : 0;
+  s.leases_lost += t.state == TrialState::kFailed && absl::StartsWith(t.reason, "lease lost") ? sign : 0;
+}
+
+bool BetterBest(Direction d, const Trial& t, const std::optional<StudySummary::Best>& best) {
+  if (t.state != TrialState::kCompleted || !t.value) return false;
+  if (!best) return true;
+  return Better(d, *t.value, best->value) || (*t.value == best->value && t.number < best->number);
+}
+
+StudySummary Summarize(const Study& study) {
+  StudySummary s;
+  s.study.id = study.id;
+  s.study.spec = study.spec;
+  s.study.spec_json = study.spec_json;
+  s.study.state = study.state;
+  s.study.seed = study.seed;
+  s.study.created = study.created;
+  for (const Trial& t : study.trials) {
+    CountTrial(s, t, +1);
+    if (BetterBest(study.spec.direction, t, s.best)) s.best = StudySummary::Best{t.number, *t.value, t.best_step};
+  }
+  return s;
 }
 
 }  // namespace hpo::server

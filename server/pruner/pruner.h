@@ -23,11 +23,12 @@ class Pruner {
   [[nodiscard]] virtual absl::StatusOr<PruneDecision> Decide(const Study& study,
                                                              const Trial& trial) const = 0;
   // Told of every change to a trial of the study this pruner serves (`before` is null for a new
-  // trial, or a trial loaded at start-up), in order, under the study's lock, before Decide sees
-  // the new state. A pruner may keep incremental state from these (e.g. the completed trials'
-  // values per step) so that Decide costs do not grow with the study; once told anything, it may
-  // rely on having been told everything. Decide must give the same decision as it would from the
-  // study alone. Default: ignored.
+  // trial, or a trial loaded at start-up), in order, under the study's lock, once the change is
+  // stored. Decide on a new measurement comes before that: the study it is given holds the
+  // measurement, what was observed does not yet. A pruner may keep incremental state from these
+  // (e.g. the values per step) so that Decide costs do not grow with the study; once told
+  // anything, it may rely on having been told everything else. Decide must give the same decision
+  // as it would from the study alone. Default: ignored.
   virtual void Observe(const Trial* before, const Trial& after) {}
 };
 

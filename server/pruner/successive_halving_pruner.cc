@@ -1,9 +1,15 @@
 #include "server/pruner/successive_halving_pruner.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <functional>
+#include <map>
+#include <utility>
 #include <vector>
+
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
 
 #include "absl/strings/str_format.h"
 #include "server/model/search_space.h"
@@ -19,21 +25,36 @@ const Measurement* At(const Trial& t, int step) {
   return nullptr;
 }
 
-// ASHA's rule for `trial` among the trials accepted by `competes`; `label` names the bracket in the reason.
+// Which rung `step` is: k when step == min_resource * eta^(k + s) for some k >= 0, else -1.
+int RungOf(const AshaOptions& o, int step) {
+  for (int i = 0;; ++i) {
+    const double rung = o.min_resource * std::pow(o.reduction_factor, i + o.min_early_stopping_rate);
+    if (rung > step) return -1;
+    if (static_cast<int>(rung) == step) return i;
+  }
+}
+
+// ASHA's rule, given the number of trials that reached the rung (this one included) and the
+// promote-th best value among them.
+PruneDecision Judge(const AshaOptions& o, Direction dir, int k, int step, double value, int reached,
+                    const std::function<double(int)>& nth_best, const std::string& label) {
+  if (reached < std::max(1, o.bootstrap_count)) return PruneDecision{};
+  // The top n/eta go on; while fewer than eta trials have reached the rung, only the best so far.
+  const int promote = std::max(1, reached / o.reduction_factor);
+  const double cutoff = nth_best(promote);
+  if (!Better(dir, cutoff, value)) return PruneDecision{};
+  return PruneDecision{true, absl::StrFormat("%s rung %d (step %d): value %.4f is not in the top 1/%d of the %d "
+                                             "trials that reached this rung (cut-off %.4f)",
+                                             label, k, step, value, o.reduction_factor, reached, cutoff)};
+}
+
+// ASHA's rule for `trial` among the trials accepted by `competes`, from a scan of the study;
+// `label` names the bracket in the reason.
 PruneDecision Asha(const AshaOptions& o, const Study& study, const Trial& trial,
                    const std::function<bool(const Trial&)>& competes, const std::string& label) {
   if (trial.measurements.empty()) return PruneDecision{};
   const int step = trial.measurements.back().step;
-  // Is `step` a rung: min_resource * eta^(k + s) for some k >= 0?
-  int k = -1;
-  for (int i = 0;; ++i) {
-    const double rung = o.min_resource * std::pow(o.reduction_factor, i + o.min_early_stopping_rate);
-    if (rung > step) break;
-    if (static_cast<int>(rung) == step) {
-      k = i;
-      break;
-    }
-  }
+  const int k = RungOf(o, step);
   if (k < 0) return PruneDecision{};
   const Direction dir = study.spec.direction;
   const double value = trial.measurements.back().value;
@@ -42,27 +63,67 @@ PruneDecision Asha(const AshaOptions& o, const Study& study, const Trial& trial,
     if (t.id == trial.id || !competes(t)) continue;
     if (const Measurement* m = At(t, step)) values.push_back(m->value);
   }
-  if (static_cast<int>(values.size()) < std::max(1, o.bootstrap_count)) return PruneDecision{};
   std::sort(values.begin(), values.end(), [&](double a, double b) { return Better(dir, a, b); });
-  // The top n/eta go on; while fewer than eta trials have reached the rung, only the best so far.
-  const int promote = std::max(1, static_cast<int>(values.size()) / o.reduction_factor);
-  const double cutoff = values[promote - 1];
-  if (!Better(dir, cutoff, value)) return PruneDecision{};
-  return PruneDecision{true, absl::StrFormat("%s rung %d (step %d): value %.4f is not in the top 1/%d of the %d "
-                                             "trials that reached this rung (cut-off %.4f)",
-                                             label, k, step, value, o.reduction_factor,
-                                             static_cast<int>(values.size()), cutoff)};
+  return Judge(o, dir, k, step, value, static_cast<int>(values.size()),
+               [&](int n) { return values[n - 1]; }, label);
 }
 
 class AshaPruner final : public Pruner {
  public:
   explicit AshaPruner(const AshaOptions& o) : o_(o) {}
+
+  // Keeps each rung's values (every trial that reported at that step, in any state) in an
+  // order-statistics tree, so that a decision costs O(log n), not a scan of the study.
+  void Observe(const Trial* before, const Trial& after) override {
+    observed_ = true;
+    if (before != nullptr) Count(*before, false);
+    Count(after, true);
+  }
+
   absl::StatusOr<PruneDecision> Decide(const Study& study, const Trial& trial) const override {
-    return Asha(o_, study, trial, [](const Trial&) { return true; }, "asha");
+    if (!observed_) return Asha(o_, study, trial, [](const Trial&) { return true; }, "asha");
+    if (trial.measurements.empty()) return PruneDecision{};
+    const int step = trial.measurements.back().step;
+    const int k = RungOf(o_, step);
+    if (k < 0) return PruneDecision{};
+    const double value = trial.measurements.back().value;
+    const Direction dir = study.spec.direction;
+    // The coordinator decides on a measurement before it is stored (and observed): `trial`'s
+    // value is counted from `trial`, whether or not the tree holds it already.
+    static const Tree kEmpty;
+    auto it = rungs_.find(step);
+    const Tree& tree = it == rungs_.end() ? kEmpty : it->second;
+    const bool self = tree.find({value, trial.id}) != tree.end();
+    const int others = static_cast<int>(tree.size()) - (self ? 1 : 0);
+    // Trials strictly better than `value`: the top `promote` of all are those when there are
+    // that many, and then the cut-off is the promote-th best of the tree.
+    const int better = dir == Direction::kMaximize
+                           ? static_cast<int>(tree.size() - tree.order_of_key({value, INT64_MAX}))
+                           : static_cast<int>(tree.order_of_key({value, INT64_MIN}));
+    return Judge(o_, dir, k, step, value, others + 1,
+                 [&](int nth) {
+                   if (better < nth) return value;  // not strictly beaten: goes on
+                   return tree.find_by_order(dir == Direction::kMaximize ? tree.size() - nth : nth - 1)->first;
+                 },
+                 "asha");
   }
 
  private:
+  using Key = std::pair<double, int64_t>;  // (value, trial id): unique, ordered by value
+  using Tree = __gnu_pbds::tree<Key, __gnu_pbds::null_type, std::less<Key>, __gnu_pbds::rb_tree_tag,
+                                __gnu_pbds::tree_order_statistics_node_update>;
+
+  void Count(const Trial& t, bool add) {
+    for (const Measurement& m : t.measurements) {
+      if (RungOf(o_, m.step) < 0) continue;
+      Tree& tree = rungs_[m.step];
+      if (add) tree.insert({m.value, t.id}); else tree.erase({m.value, t.id});
+    }  // a trial's steps are unique (Coordinator::Report, the measurements table's key)
+  }
+
   AshaOptions o_;
+  bool observed_ = false;
+  std::map<int, Tree> rungs_;  // rung step -> values
 };
 
 int MaxResource(const HyperbandOptions& o, const Study& study) {

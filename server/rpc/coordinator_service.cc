@@ -444,7 +444,7 @@ grpc::ServerUnaryReactor* CoordinatorService::GetStudy(grpc::CallbackServerConte
                                                        hpo::v1::GetStudyResponse* resp) {
   return Done(ctx, Guarded("GetStudy", [&]() -> absl::Status {
     RETURN_IF_ERROR(Authorize(ctx, "GetStudy", req->study_id()).status());
-    auto s = c_->GetStudy(req->study_id());
+    auto s = c_->GetStudySummary(req->study_id());
     if (s.ok()) ToProto(*s, resp->mutable_study());
     return s.status();
   }));
@@ -460,8 +460,7 @@ grpc::ServerUnaryReactor* CoordinatorService::ListStudies(grpc::CallbackServerCo
     size_t bytes = 0;
     int64_t last = 0;
     bool more = false;
-    for (const Study& s : c_->ListStudies()) {  // by id
-      if (s.id <= after) continue;
+    for (const StudySummary& s : c_->ListStudySummaries(after, page_size + 1)) {  // by id
       if (resp->studies_size() >= page_size) {
         more = true;
         break;
@@ -475,7 +474,7 @@ grpc::ServerUnaryReactor* CoordinatorService::ListStudies(grpc::CallbackServerCo
         break;
       }
       bytes += size;
-      last = s.id;
+      last = s.study.id;
       *resp->add_studies() = std::move(summary);
     }
     if (more) resp->set_next_page_token(StudyPageToken(last));
@@ -488,12 +487,12 @@ grpc::ServerUnaryReactor* CoordinatorService::DeleteStudy(grpc::CallbackServerCo
                                                           hpo::v1::DeleteStudyResponse* resp) {
   return Done(ctx, Guarded("DeleteStudy", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(const Caller caller, Authorize(ctx, "DeleteStudy", req->study_id()));
-    ASSIGN_OR_RETURN(const Study before, c_->GetStudy(req->study_id()));
+    ASSIGN_OR_RETURN(const StudySummary before, c_->GetStudySummary(req->study_id()));
     RETURN_IF_ERROR(c_->DeleteStudy(req->study_id()));
     ToProto(before, resp->mutable_study());
     resp->mutable_study()->clear_spec_json();
-    spdlog::warn("study {} \"{}\" deleted with its {} trial(s){}", before.id, ClientTextPrefix(before.spec.name),
-                 before.trials.size(), Who(caller));
+    spdlog::warn("study {} \"{}\" deleted with its {} trial(s){}", before.study.id,
+                 ClientTextPrefix(before.study.spec.name), before.trials, Who(caller));
     return absl::OkStatus();
   }));
 }
@@ -717,7 +716,7 @@ grpc::ServerUnaryReactor* CoordinatorService::CreateToken(grpc::CallbackServerCo
       default: return absl::InvalidArgumentError("role must be admin, worker or reader");
     }
     if (req->study_id() != 0 && role == Role::kWorker) {
-      RETURN_IF_ERROR(c_->GetStudy(req->study_id()).status());  // NOT_FOUND for a study that is not there
+      RETURN_IF_ERROR(c_->GetStudySummary(req->study_id()).status());  // NOT_FOUND for a study that is not there
     }
     ASSIGN_OR_RETURN(NewToken t, auth_->tokens()->Create(role, req->study_id(), req->note()));
     resp->set_token(t.secret);

@@ -102,7 +102,10 @@ void ToProto(const TaskSpec& t, hpo::v1::Task* out) {
   out->set_resize(t.resize);
 }
 
-void ToProto(const Study& s, hpo::v1::Study* out) {
+void ToProto(const Study& s, hpo::v1::Study* out) { ToProto(Summarize(s), out); }
+
+void ToProto(const StudySummary& summary, hpo::v1::Study* out) {
+  const Study& s = summary.study;
   out->set_id(s.id);
   out->set_name(s.spec.name);
   out->set_state(ToProto(s.state));
@@ -110,17 +113,17 @@ void ToProto(const Study& s, hpo::v1::Study* out) {
   out->set_metric(s.spec.metric);
   out->set_spec_json(s.spec_json);
   out->set_max_trials(s.spec.max_trials);
-  const TrialCounts c = CountTrials(s);
+  const TrialCounts& c = summary.counts;
   auto* pc = out->mutable_counts();
   pc->set_waiting(c.waiting);
   pc->set_running(c.running);
   pc->set_completed(c.completed);
   pc->set_pruned(c.pruned);
   pc->set_failed(c.failed);
-  if (const Trial* best = FindBestTrial(s)) {
+  if (summary.best) {
     out->set_has_best(true);
-    out->set_best_value(*best->value);
-    out->set_best_trial(best->number);
+    out->set_best_value(summary.best->value);
+    out->set_best_trial(summary.best->number);
   }
   ToProto(s.spec.task, out->mutable_task());
   out->set_sampler(s.spec.sampler.value("type", ""));

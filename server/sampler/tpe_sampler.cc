@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <optional>
 #include <random>
 
 #include "server/model/search_space.h"
@@ -87,14 +89,37 @@ class Rng {
   std::mt19937_64 gen_;
 };
 
-// A mixture of truncated normals (numeric) or of smoothed one-hot kernels (categorical).
+// A mixture of truncated normals (numeric) or of smoothed one-hot kernels (categorical), with
+// what the densities need that does not depend on the point (computed once by Fit).
 struct Kernels {
   std::vector<double> weights;  // normalized component weights (last = prior)
+  std::vector<double> log_weights;
   // numeric
+  std::optional<NumericSpace> space;
   std::vector<double> mus, sigmas;
-  // categorical: probs[component][choice]
-  std::vector<std::vector<double>> probs;
+  std::vector<double> log_norms;  // log of each truncated normal's mass inside the bounds
+  std::vector<double> log_scales;  // log(sigma * sqrt(2 pi))
+  // categorical: probs[component][choice], and their logs
+  std::vector<std::vector<double>> probs, log_probs;
 };
+
+// The per-point constants of Kernels::log_norms etc.
+void Finish(Kernels& k) {
+  for (double w : k.weights) k.log_weights.push_back(std::log(w));
+  for (const auto& row : k.probs) {
+    std::vector<double> logs;
+    for (double x : row) logs.push_back(std::log(x));
+    k.log_probs.push_back(std::move(logs));
+  }
+  if (!k.space) return;
+  const NumericSpace& s = *k.space;
+  for (size_t i = 0; i < k.mus.size(); ++i) {
+    const double mu = k.mus[i], sg = k.sigmas[i];
+    const double z_norm = NormCdf((s.high - mu) / sg) - NormCdf((s.low - mu) / sg);
+    k.log_norms.push_back(std::log(std::max(z_norm, 1e-300)));
+    k.log_scales.push_back(std::log(sg * std::sqrt(2 * M_PI)));
+  }
+}
 
 // One parameter's estimator from `obs` (transformed values or choice indices) with `w` recency weights.
 Kernels Fit(const ParamSpec& p, const std::vector<double>& obs, const std::vector<double>& w,
@@ -116,9 +141,11 @@ Kernels Fit(const ParamSpec& p, const std::vector<double>& obs, const std::vecto
       for (double& x : row) x /= s;
       k.probs.push_back(std::move(row));
     }
+    Finish(k);
     return k;
   }
   const NumericSpace s(p);
+  k.space = s;
   const double range = s.high - s.low;
   k.mus = obs;
   k.mus.push_back(0.5 * (s.low + s.high));  // the prior's centre
@@ -156,26 +183,59 @@ Kernels Fit(const ParamSpec& p, const std::vector<double>& obs, const std::vecto
   const double min_sigma = range / std::min(100.0, 1.0 + m);
   for (double& sg : k.sigmas) sg = std::clamp(sg, min_sigma, range);
   k.sigmas[n] = range;  // the prior
+  Finish(k);
   return k;
 }
 
-// Log density (or log probability of the grid cell) of component `i` at transformed value `t`.
-double ComponentLogPdf(const ParamSpec& p, const Kernels& k, size_t i, double t) {
-  if (p.type == ParamType::kCategorical) return std::log(k.probs[i][static_cast<size_t>(t)]);
-  const NumericSpace s(p);
-  const double mu = k.mus[i], sg = k.sigmas[i];
-  const double z_norm = NormCdf((s.high - mu) / sg) - NormCdf((s.low - mu) / sg);
-  const double log_norm = std::log(std::max(z_norm, 1e-300));
+// Log density (or log probability of the grid cell) of every component at transformed value `t`.
+std::vector<double> ComponentLogPdfs(const ParamSpec& p, const Kernels& k, double t) {
+  std::vector<double> out(k.weights.size());
+  if (p.type == ParamType::kCategorical) {
+    const size_t c = static_cast<size_t>(t);
+    for (size_t i = 0; i < out.size(); ++i) out[i] = k.log_probs[i][c];
+    return out;
+  }
+  const NumericSpace& s = *k.space;
   if (s.half > 0) {
     const double x = s.From(t);
     const double a = std::max(s.low, s.To(std::max(x - s.half, s.log ? 1e-300 : -kInf)));
     const double b = std::min(s.high, s.To(x + s.half));
-    const double mass = NormCdf((b - mu) / sg) - NormCdf((a - mu) / sg);
-    return std::log(std::max(mass, 1e-300)) - log_norm;
+    for (size_t i = 0; i < out.size(); ++i) {
+      const double mu = k.mus[i], sg = k.sigmas[i];
+      const double mass = NormCdf((b - mu) / sg) - NormCdf((a - mu) / sg);
+      out[i] = std::log(std::max(mass, 1e-300)) - k.log_norms[i];
+    }
+    return out;
   }
-  const double z = (t - mu) / sg;
-  return -0.5 * z * z - std::log(sg * std::sqrt(2 * M_PI)) - log_norm;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double z = (t - k.mus[i]) / k.sigmas[i];
+    out[i] = -0.5 * z * z - k.log_scales[i] - k.log_norms[i];
+  }
+  return out;
 }
+
+// ComponentLogPdfs, remembered per point for parameters with few distinct values (choices, grid
+// cells), which the candidates hit again and again.
+class PdfCache {
+ public:
+  PdfCache(const ParamSpec& p, const Kernels& k) : p_(p), k_(k) {}
+  const std::vector<double>& At(double t) {
+    const bool discrete = p_.type == ParamType::kCategorical || k_.space->half > 0;
+    if (!discrete) {
+      last_ = ComponentLogPdfs(p_, k_, t);
+      return last_;
+    }
+    auto it = cache_.find(t);
+    if (it == cache_.end()) it = cache_.emplace(t, ComponentLogPdfs(p_, k_, t)).first;
+    return it->second;
+  }
+
+ private:
+  const ParamSpec& p_;
+  const Kernels& k_;
+  std::map<double, std::vector<double>> cache_;
+  std::vector<double> last_;
+};
 
 double SampleComponent(const ParamSpec& p, const Kernels& k, size_t i, Rng& rng) {
   if (p.type == ParamType::kCategorical) return static_cast<double>(rng.Pick(k.probs[i]));
@@ -301,9 +361,9 @@ class TpeSampler final : public Sampler {
     *w = RecencyWeights(obs->size());
   }
 
-  static double LogMixture(const ParamSpec& p, const Kernels& k, double t) {
+  static double LogMixture(const Kernels& k, const std::vector<double>& pdfs) {
     std::vector<double> terms(k.weights.size());
-    for (size_t i = 0; i < k.weights.size(); ++i) terms[i] = std::log(k.weights[i]) + ComponentLogPdf(p, k, i, t);
+    for (size_t i = 0; i < k.weights.size(); ++i) terms[i] = k.log_weights[i] + pdfs[i];
     return LogSumExp(terms);
   }
 
@@ -313,11 +373,12 @@ class TpeSampler final : public Sampler {
     Observe(p, good, &og, &wg);
     Observe(p, bad, &ob, &wb);
     const Kernels l = Fit(p, og, wg, o_, 0), g = Fit(p, ob, wb, o_, 0);
+    PdfCache lc(p, l), gc(p, g);
     double best_t = 0, best_score = -kInf;
     for (int c = 0; c < o_.n_ei_candidates; ++c) {
       double t = SampleComponent(p, l, rng.Pick(l.weights), rng);
       if (p.type != ParamType::kCategorical) t = Encode(p, Decode(p, t));  // score what will be used
-      const double score = LogMixture(p, l, t) - LogMixture(p, g, t);
+      const double score = LogMixture(l, lc.At(t)) - LogMixture(g, gc.At(t));
       if (score > best_score) {
         best_score = score;
         best_t = t;
@@ -349,12 +410,17 @@ class TpeSampler final : public Sampler {
       return ks;
     };
     const std::vector<Kernels> l = fit(good), g = fit(bad);
-    auto log_joint = [&](const std::vector<Kernels>& ks, const std::vector<double>& x) {
-      std::vector<double> terms(ks[0].weights.size());
-      for (size_t i = 0; i < terms.size(); ++i) {
-        double s = std::log(ks[0].weights[i]);
-        for (int j = 0; j < d; ++j) s += ComponentLogPdf(*params[j], ks[j], i, x[j]);
-        terms[i] = s;
+    std::vector<PdfCache> lc, gc;
+    for (int j = 0; j < d; ++j) {
+      lc.emplace_back(*params[j], l[j]);
+      gc.emplace_back(*params[j], g[j]);
+    }
+    auto log_joint = [&](const std::vector<Kernels>& ks, std::vector<PdfCache>& caches,
+                         const std::vector<double>& x) {
+      std::vector<double> terms(ks[0].log_weights);
+      for (int j = 0; j < d; ++j) {
+        const std::vector<double>& pdfs = caches[j].At(x[j]);
+        for (size_t i = 0; i < terms.size(); ++i) terms[i] += pdfs[i];
       }
       return LogSumExp(terms);
     };
@@ -367,7 +433,7 @@ class TpeSampler final : public Sampler {
         x[j] = SampleComponent(*params[j], l[j], comp, rng);
         if (params[j]->type != ParamType::kCategorical) x[j] = Encode(*params[j], Decode(*params[j], x[j]));
       }
-      const double score = log_joint(l, x) - log_joint(g, x);
+      const double score = log_joint(l, lc, x) - log_joint(g, gc, x);
       if (score > best_score) {
         best_score = score;
         best = x;

@@ -189,6 +189,28 @@ class MemoryStorage final : public Storage {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t study_id, int first_number,
+                                                             int limit) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    std::vector<TrialDetails> out;
+    auto it = studies_.find(study_id);
+    if (it == studies_.end() || limit <= 0) return out;
+    const std::vector<Trial>& trials = it->second.trials;
+    const int64_t first = std::max(0, first_number);
+    const int64_t end = std::min<int64_t>(static_cast<int64_t>(trials.size()), first + limit);
+    for (int64_t n = first; n < end; ++n) {
+      const Trial& t = trials[n];
+      TrialDetails d;
+      d.number = t.number;
+      d.final_metrics = t.final_metrics;
+      d.classes = t.classes;
+      d.data = t.data;
+      for (const Measurement& m : t.measurements) d.metrics.emplace_back(m.step, m.metrics);
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+
  private:
   static absl::Status NoStudy(int64_t id) {
     return absl::NotFoundError(absl::StrCat("no stored study with id ", id));

@@ -569,6 +569,42 @@ class SqliteStorage final : public Storage {
     return studies;
   }
 
+  absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t study_id, int first_number,
+                                                             int limit) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    std::vector<TrialDetails> out;
+    if (limit <= 0) return out;
+    std::map<int64_t, size_t> index;  // trial id -> position in out
+    {
+      Stmt s = Cached("SELECT id, number, final_metrics_json, classes_json, data_json FROM trials"
+                      " WHERE study_id=? AND number>=? ORDER BY number LIMIT ?");
+      s.Bind(1, study_id).Bind(2, first_number).Bind(3, limit);
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        TrialDetails d;
+        d.number = static_cast<int>(s.Int(1));
+        d.final_metrics = MetricsFromJson(s.Text(2));
+        if (!s.IsNull(3)) d.classes = ClassesFromJson(s.Text(3));
+        if (!s.IsNull(4)) d.data = DataFromJson(s.Text(4));
+        index[s.Int(0)] = out.size();
+        out.push_back(std::move(d));
+      }
+    }
+    if (out.empty()) return out;
+    Stmt s = Cached("SELECT trial_id, step, metrics_json FROM measurements WHERE trial_id IN"
+                    " (SELECT id FROM trials WHERE study_id=? AND number>=? AND number<=?) ORDER BY trial_id, step");
+    s.Bind(1, study_id).Bind(2, first_number).Bind(3, out.back().number);
+    for (;;) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      auto it = index.find(s.Int(0));
+      if (it == index.end()) continue;
+      out[it->second].metrics.emplace_back(static_cast<int>(s.Int(1)), MetricsFromJson(s.Text(2)));
+    }
+    return out;
+  }
+
   absl::StatusOr<int64_t> CreateStudy(const Study& study) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     int64_t id = 0;

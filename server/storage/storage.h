@@ -5,6 +5,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -12,6 +16,15 @@
 #include "server/model/types.h"
 
 namespace hpo::server {
+
+// What Storage::LoadTrialDetails reads back for one trial.
+struct TrialDetails {
+  int number = 0;
+  std::map<std::string, double> final_metrics;
+  std::optional<DataReport> data;
+  std::optional<ClassReport> classes;
+  std::vector<std::pair<int, std::map<std::string, double>>> metrics;  // (step, metrics), by step
+};
 
 // The contract, checked for every implementation by tests/unit/storage_conformance_test.cc
 // (SQLite: sqlite_storage.h; in memory: memory_storage.h):
@@ -62,6 +75,13 @@ class Storage {
   // kept and that status is returned. Called from inside another Transaction's body, it joins
   // that transaction (no savepoint: the outer one commits or rolls back everything).
   [[nodiscard]] virtual absl::Status Transaction(const std::function<absl::Status()>& body) = 0;
+  // The details of study `study_id`'s trials numbered `first_number`.. (at most `limit`, in
+  // number order) that the coordinator does not keep in memory once a trial has finished: final
+  // metrics, data and class reports and each measurement's metrics, as LoadAll reads them back. An unknown
+  // study, or a range past its last trial, gives an empty list.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t study_id,
+                                                                                   int first_number,
+                                                                                   int limit) = 0;
 };
 
 }  // namespace hpo::server

@@ -83,13 +83,7 @@ class DrainTest : public ::testing::Test {
     server_ = Process::Start({HPO_SERVER_BIN, "--listen=127.0.0.1:" + std::to_string(port),
                               "--db=" + (dir_ / "hpo.db").string(), "--port_file=" + port_file, "--drain_time=3s"},
                              (dir_ / ("server" + std::to_string(starts_++) + ".log")).string());
-    // The file may exist a moment before the port is in it.
-    port_ = 0;
-    for (int i = 0; i < 400 && port_ <= 0; ++i) {
-      std::ifstream in(port_file);
-      if (!(in >> port_)) port_ = 0;
-      if (port_ <= 0) std::this_thread::sleep_for(milliseconds(25));
-    }
+    port_ = hpo::testing::WaitForPortFile(port_file, server_);
     ASSERT_TRUE(server_.Running()) << "hpo-server exited";
     ASSERT_GT(port_, 0);
     address_ = "127.0.0.1:" + std::to_string(port_);

@@ -89,10 +89,8 @@ class EndToEndTest : public ::testing::Test {
                                      "--db=" + (dir_ / "hpo.db").string(), "--port_file=" + port_file};
     argv.insert(argv.end(), extra.begin(), extra.end());
     server_ = Process::Start(argv, (dir_ / ("server" + std::to_string(server_starts_++) + ".log")).string());
-    for (int i = 0; i < 200 && !fs::exists(port_file); ++i) std::this_thread::sleep_for(milliseconds(25));
+    port_ = hpo::testing::WaitForPortFile(port_file, server_);
     ASSERT_TRUE(server_.Running()) << "hpo-server exited";
-    std::ifstream in(port_file);
-    in >> port_;
     ASSERT_GT(port_, 0);
     address_ = "127.0.0.1:" + std::to_string(port_);
   }

@@ -86,11 +86,7 @@ class SecurityTest : public ::testing::Test {
     argv.insert(argv.end(), flags.begin(), flags.end());
     fs::remove(P("port"));
     server_ = Process::Start(argv, P("server.log"));
-    port_ = 0;
-    for (int i = 0; i < 400 && port_ <= 0; ++i) {  // the file may exist a moment before it has the port
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-      std::ifstream(P("port")) >> port_;
-    }
+    port_ = testing::WaitForPortFile(P("port"), server_);
     ASSERT_GT(port_, 0) << ReadFile(P("server.log"));
     address_ = "127.0.0.1:" + std::to_string(port_);
   }

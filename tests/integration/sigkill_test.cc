@@ -71,13 +71,8 @@ class SigkillTest : public ::testing::Test {
                               "--db=" + (dir_ / "hpo.db").string(), "--port_file=" + port_file,
                               "--lease_timeout=600s", "--log_level=info"},
                              (dir_ / ("server" + std::to_string(starts_++) + ".log")).string());
-    for (int i = 0; i < 800 && !fs::exists(port_file); ++i) std::this_thread::sleep_for(milliseconds(25));
+    const int port = hpo::testing::WaitForPortFile(port_file, server_, milliseconds(20000));
     ASSERT_TRUE(server_.Running()) << "hpo-server exited; see " << dir_;
-    int port = 0;
-    for (int i = 0; i < 40 && port == 0; ++i) {  // written, maybe not yet flushed
-      std::ifstream(port_file) >> port;
-      if (port == 0) std::this_thread::sleep_for(milliseconds(25));
-    }
     ASSERT_GT(port, 0);
     if (port_ == 0) port_ = port;
     ASSERT_EQ(port, port_);

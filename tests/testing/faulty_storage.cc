@@ -84,6 +84,15 @@ absl::StatusOr<std::vector<Study>> FaultyStorage::LoadAll() {
   return inner_->LoadAll();
 }
 
+absl::StatusOr<std::vector<server::TrialDetails>> FaultyStorage::LoadTrialDetails(int64_t study_id, int first_number,
+                                                                          int limit) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!load_status_.ok()) return load_status_;
+  }
+  return inner_->LoadTrialDetails(study_id, first_number, limit);
+}
+
 absl::StatusOr<int64_t> FaultyStorage::CreateStudy(const Study& study) {
   if (absl::Status s = Next(WriteKind::kCreateStudy); !s.ok()) return s;
   return inner_->CreateStudy(study);

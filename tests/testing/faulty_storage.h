@@ -46,7 +46,7 @@ class FaultyStorage final : public server::Storage {
   void FailNthWrite(int n, absl::Status status);
   // Every write of `kind` fails with `status` until Clear().
   void FailEvery(WriteKind kind, absl::Status status);
-  // LoadAll fails with `status` until Clear().
+  // LoadAll and LoadTrialDetails fail with `status` until Clear().
   void FailLoadAll(absl::Status status);
   // No more failures.
   void Clear();
@@ -63,6 +63,8 @@ class FaultyStorage final : public server::Storage {
   absl::StatusOr<int64_t> CreateTrial(const server::Trial& trial) override;
   absl::Status UpdateTrial(const server::Trial& trial, const server::Measurement* measurement) override;
   absl::Status Transaction(const std::function<absl::Status()>& body) override;
+  absl::StatusOr<std::vector<server::TrialDetails>> LoadTrialDetails(int64_t study_id, int first_number,
+                                                                     int limit) override;
 
  private:
   // OK, or the failure this write of `kind` gets (the write is then not passed on).

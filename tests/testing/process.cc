@@ -94,6 +94,17 @@ int Process::Wait(std::chrono::milliseconds timeout) {
   return status_;
 }
 
+int WaitForPortFile(const std::string& port_file, Process& process, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int port = 0;
+    std::ifstream in(port_file);
+    if (in >> port && port > 0) return port;
+    if (!process.Running() || std::chrono::steady_clock::now() > deadline) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 CommandResult Run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   static std::atomic<int> counter{0};
   const std::string base = "/tmp/hpo_test_cmd_" + std::to_string(getpid()) + "_" + std::to_string(counter++);

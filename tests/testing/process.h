@@ -34,6 +34,11 @@ struct CommandResult {
   std::string out, err;
 };
 
+// Waits until `port_file` (written by hpo-server --port_file) holds a port while `process` runs.
+// The port, or 0 when the process exited first or `timeout` passed.
+int WaitForPortFile(const std::string& port_file, Process& process,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 // Runs argv to completion (killed after `timeout`), capturing stdout and stderr.
 CommandResult Run(const std::vector<std::string>& argv,
                   std::chrono::milliseconds timeout = std::chrono::seconds(60));

@@ -16,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/core/coordinator.h"
 #include "server/sampler/sampler_registry.h"
+#include "server/storage/memory_storage.h"
 #include "server/storage/sqlite_storage.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -270,6 +271,21 @@ TEST_F(CoordinatorConcurrencyTest, ManyWorkersOnManyStudiesLeaveConsistentState)
     ASSERT_THAT(s, IsOk());
     EXPECT_EQ(s->state, StudyState::kCompleted);
     EXPECT_EQ(s->trials.size(), 40u);
+    // The figures kept as trials changed agree with a scan of the trials.
+    auto kept = c_->GetStudySummary(id);
+    ASSERT_THAT(kept, IsOk());
+    const StudySummary scan = Summarize(*s);
+    EXPECT_EQ(kept->trials, 40);
+    EXPECT_EQ(kept->counts.completed, scan.counts.completed);
+    EXPECT_EQ(kept->counts.pruned, scan.counts.pruned);
+    EXPECT_EQ(kept->counts.running + kept->counts.waiting + kept->counts.failed, 0);
+    EXPECT_EQ(kept->used_slots, scan.used_slots);
+    EXPECT_EQ(kept->started, 40);
+    ASSERT_EQ(kept->best.has_value(), scan.best.has_value());
+    if (kept->best) {
+      EXPECT_EQ(kept->best->number, scan.best->number);
+      EXPECT_EQ(kept->best->value, scan.best->value);
+    }
     for (const Trial& t : s->trials) {
       EXPECT_TRUE(t.state == TrialState::kCompleted || t.state == TrialState::kPruned);
       EXPECT_EQ(static_cast<int>(t.measurements.size()), acked.at(t.id)) << "trial " << t.id;
@@ -278,6 +294,124 @@ TEST_F(CoordinatorConcurrencyTest, ManyWorkersOnManyStudiesLeaveConsistentState)
   }
   EXPECT_EQ(trials, 160);
   EXPECT_EQ(handed_out.size(), 160u);
+  std::vector<StudySummary> page = c_->ListStudySummaries(studies[0], 2);
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0].study.id, studies[1]);
+  EXPECT_EQ(page[1].study.id, studies[2]);
+  EXPECT_TRUE(page[0].study.trials.empty());
+}
+
+
+// A store whose every commit takes 3 ms (as an fsync would), counting commits and measurements, and
+// refusing one chosen measurement.
+class SlowCommitStorage final : public Storage {
+ public:
+  explicit SlowCommitStorage(std::unique_ptr<Storage> inner) : inner_(std::move(inner)) {}
+  std::atomic<int> commits{0};
+  std::atomic<int64_t> refuse_trial{0};  // this trial's measurement at step 3 is refused
+  Storage& inner() { return *inner_; }
+
+  absl::StatusOr<std::vector<Study>> LoadAll() override { return inner_->LoadAll(); }
+  absl::StatusOr<int64_t> CreateStudy(const Study& s) override {
+    return Write([&] { return inner_->CreateStudy(s); });
+  }
+  absl::Status UpdateStudyState(int64_t id, StudyState st) override {
+    return Write([&] { return inner_->UpdateStudyState(id, st); });
+  }
+  absl::Status DeleteStudy(int64_t id) override {
+    return Write([&] { return inner_->DeleteStudy(id); });
+  }
+  absl::StatusOr<int64_t> CreateTrial(const Trial& t) override {
+    return Write([&] { return inner_->CreateTrial(t); });
+  }
+  absl::Status UpdateTrial(const Trial& t, const Measurement* m) override {
+    if (m != nullptr && m->step == 3 && t.id == refuse_trial.load()) {
+      return absl::ResourceExhaustedError("disk full");
+    }
+    return Write([&] { return inner_->UpdateTrial(t, m); });
+  }
+  absl::Status Transaction(const std::function<absl::Status()>& body) override {
+    return Write([&] { return inner_->Transaction(body); });
+  }
+  absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t id, int first, int limit) override {
+    return inner_->LoadTrialDetails(id, first, limit);
+  }
+
+ private:
+  // Calls come one at a time (the coordinator's storage lock); the outermost one commits.
+  template <typename F>
+  auto Write(F f) -> decltype(f()) {
+    ++depth_;
+    auto result = f();
+    if (--depth_ == 0) {
+      ++commits;
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    }
+    return result;
+  }
+  std::unique_ptr<Storage> inner_;
+  int depth_ = 0;
+};
+
+std::string LongSpec(const std::string& name) {
+  return absl::StrCat(R"({"name": ")", name, R"(", "task": {"type": "external", "max_steps": 100},
+    "parameters": [{"name": "x", "type": "float", "low": 0, "high": 1}],
+    "sampler": {"type": "random", "seed": 1}, "pruner": {"type": "none"}, "max_trials": 1})");
+}
+
+// Reports of 8 workers at once: their writes share commits (group commit), and every
+// acknowledged measurement is stored; a refused write fails its own report only.
+TEST(GroupCommitTest, ConcurrentWritesShareCommitsAndARefusedOneFailsOnlyItself) {
+  auto owned = std::make_unique<SlowCommitStorage>(NewMemoryStorage());
+  SlowCommitStorage* storage = owned.get();
+  hpo::testing::FakeClock clock;
+  auto c = Coordinator::Open(std::move(owned), &clock, CoordinatorOptions{});
+  ASSERT_THAT(c, IsOk());
+  constexpr int kWorkers = 8, kSteps = 25;
+  std::vector<int64_t> trials;
+  for (int w = 0; w < kWorkers; ++w) {
+    auto s = (*c)->CreateStudy(LongSpec(absl::StrCat("s", w)));
+    ASSERT_THAT(s, IsOk());
+    auto a = (*c)->AskTrial("w", {"external"}, s->id);
+    ASSERT_THAT(a, IsOk());
+    ASSERT_TRUE(a->has_value());
+    trials.push_back((*a)->trial.id);
+  }
+  storage->refuse_trial = trials[5];
+  const int before = storage->commits.load();
+  std::atomic<int> acked{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      for (int step = 1; step <= kSteps; ++step) {
+        auto d = (*c)->Report(trials[w], Measurement{step, 0.01 * step, {{"loss", 1.0 / step}}, {}});
+        if (d.ok()) {
+          ++acked;
+        } else {
+          EXPECT_EQ(d.status().code(), absl::StatusCode::kResourceExhausted) << d.status();
+          EXPECT_EQ(w, 5);
+          EXPECT_EQ(step, 3);
+          ++refused;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const int commits = storage->commits.load() - before;
+  EXPECT_EQ(refused.load(), 1);
+  EXPECT_EQ(acked.load(), kWorkers * kSteps - 1);
+  // One commit per write would be 200 (plus the reruns of batches with the refused write).
+  EXPECT_LT(commits, kWorkers * kSteps * 6 / 10) << commits << " commits for " << acked.load() << " writes";
+  int stored = 0;
+  auto all = storage->inner().LoadAll();
+  ASSERT_THAT(all, IsOk());
+  for (const Study& s : *all) {
+    for (const Trial& t : s.trials) {
+      stored += static_cast<int>(t.measurements.size());
+      for (const Measurement& m : t.measurements) EXPECT_FALSE(t.id == trials[5] && m.step == 3);
+    }
+  }
+  EXPECT_EQ(stored, acked.load());
 }
 
 }  // namespace

@@ -43,6 +43,9 @@ class ReadOnlyView final : public Storage {
   absl::StatusOr<int64_t> CreateTrial(const Trial&) override { return absl::UnimplementedError("read-only"); }
   absl::Status UpdateTrial(const Trial&, const Measurement*) override { return absl::OkStatus(); }
   absl::Status Transaction(const std::function<absl::Status()>& body) override { return body(); }
+  absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t id, int first, int limit) override {
+    return inner_->LoadTrialDetails(id, first, limit);
+  }
 
  private:
   Storage* inner_;
@@ -59,8 +62,18 @@ class CoordinatorStorageTest : public ::testing::Test {
     c_ = std::move(*c);
   }
 
+  // A coordinator's studies, with the details of finished trials that it keeps in storage only.
+  static std::vector<Study> Details(const Coordinator& c) {
+    std::vector<Study> out;
+    for (const Study& s : c.ListStudies()) {
+      auto d = c.GetStudyWithDetails(s.id);
+      EXPECT_THAT(d, IsOk());
+      out.push_back(d.ok() ? *d : s);
+    }
+    return out;
+  }
   // The coordinator's studies, as text.
-  std::string Served() { return DumpStudies(c_->ListStudies()); }
+  std::string Served() { return DumpStudies(Details(*c_)); }
   // What the store holds, as text.
   std::string Stored() {
     auto all = memory_->LoadAll();
@@ -71,7 +84,7 @@ class CoordinatorStorageTest : public ::testing::Test {
   std::string Reopened() {
     auto c = Coordinator::Open(std::make_unique<ReadOnlyView>(memory_.get()), &clock_, CoordinatorOptions{});
     EXPECT_THAT(c, IsOk());
-    return c.ok() ? DumpStudies((*c)->ListStudies()) : "";
+    return c.ok() ? DumpStudies(Details(**c)) : "";
   }
   // The coordinator serves what the store holds, and what a restart would serve.
   void ExpectConsistent() {

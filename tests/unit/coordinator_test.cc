@@ -226,6 +226,41 @@ TEST_F(CoordinatorTest, AWorkerThatGoesSilentLosesItsTrialWhichIsRetriedOnce) {
   EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
 }
 
+// A finished trial's details (final metrics, class report, each measurement's metrics) leave
+// memory and are read back from storage for whoever asks for them; running trials keep theirs.
+TEST_F(CoordinatorTest, FinishedTrialsKeepTheirDetailsInStorageOnly) {
+  ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
+  Assignment a = Ask();
+  ASSERT_THAT(c_->Report(a.trial.id, Measurement{1, 0.5, {{"train_loss", 0.9}, {"val_loss", 1.1}}, {}}), IsOk());
+  ASSERT_THAT(c_->Report(a.trial.id, Measurement{2, 0.6, {{"train_loss", 0.7}}, {}}), IsOk());
+  Assignment b = Ask();
+  ASSERT_THAT(c_->Report(b.trial.id, Measurement{1, 0.4, {{"train_loss", 1.3}}, {}}), IsOk());
+  auto done = c_->CompleteTrial(a.trial.id, {{"test_accuracy", 0.61}});
+  ASSERT_THAT(done, IsOk());
+  EXPECT_EQ(done->final_metrics.at("test_accuracy"), 0.61);  // the reply has them
+  auto check = [&](const Trial& t) {
+    EXPECT_EQ(t.final_metrics.at("test_accuracy"), 0.61);
+    ASSERT_EQ(t.measurements.size(), 2u);
+    EXPECT_EQ(t.measurements[0].metrics.at("val_loss"), 1.1);
+    EXPECT_EQ(t.measurements[1].metrics.at("train_loss"), 0.7);
+  };
+  for (int restart = 0; restart < 2; ++restart) {
+    SCOPED_TRACE(restart ? "after a restart" : "before a restart");
+    Study plain = *c_->GetStudy(1);
+    EXPECT_TRUE(plain.trials[0].final_metrics.empty());
+    EXPECT_TRUE(plain.trials[0].measurements[0].metrics.empty());
+    EXPECT_EQ(plain.trials[0].measurements[1].value, 0.6);  // values per step stay
+    EXPECT_EQ(plain.trials[0].value, 0.6);
+    EXPECT_EQ(plain.trials[1].measurements[0].metrics.at("train_loss"), 1.3);  // still running
+    check(c_->GetStudyWithDetails(1)->trials[0]);
+    check(c_->ListTrials(1, 0, 10)->trials[0]);
+    check(*c_->BestTrial(1));
+    check(*c_->CompleteTrial(a.trial.id, {}));  // idempotent: answered with the stored trial
+    EXPECT_EQ(c_->ListTrials(1, 0, 10)->trials[1].measurements[0].metrics.at("train_loss"), 1.3);
+    Reopen();
+  }
+}
+
 TEST_F(CoordinatorTest, ARestartLosesNothingAcknowledgedAndRunningTrialsGoOn) {
   ASSERT_THAT(c_->CreateStudy(kSpec), IsOk());
   Assignment a = Ask();
@@ -238,7 +273,7 @@ TEST_F(CoordinatorTest, ARestartLosesNothingAcknowledgedAndRunningTrialsGoOn) {
   EXPECT_EQ(c_->ReapExpiredLeases(), 0);
   ASSERT_THAT(Report(a.trial.id, 2, 0.7), IsOk());
   ASSERT_THAT(c_->CompleteTrial(a.trial.id, {}), IsOk());
-  Study s = *c_->GetStudy(1);
+  Study s = *c_->GetStudyWithDetails(1);
   EXPECT_EQ(s.trials[1].final_metrics.at("test_accuracy"), 0.41);
   EXPECT_EQ(s.trials[0].measurements.size(), 2u);
   // Same seed, same trial number: the third trial's parameters do not depend on the restart.
@@ -338,7 +373,8 @@ TEST_F(CoordinatorTest, StoresTheDataReportWithAMeasurementAndTheClassReportOnCo
   ASSERT_THAT(c_->CompleteTrial(b.trial.id, {}, ClassReport{}), IsOk());
   EXPECT_FALSE(c_->GetStudy(1)->trials[1].classes.has_value());
   Reopen();
-  EXPECT_EQ(c_->GetStudy(1)->trials[1].data->class_names, std::vector<std::string>{"cat"});
+  EXPECT_EQ(c_->GetStudyWithDetails(1)->trials[1].data->class_names, std::vector<std::string>{"cat"});
+  EXPECT_FALSE(c_->GetStudy(1)->trials[1].data.has_value());  // finished: in storage only
 }
 
 TEST_F(CoordinatorTest, RefusesBadDataReportsAndChangesNothing) {
@@ -444,7 +480,7 @@ TEST_F(CoordinatorTest, RefusesBadClassReportsAndChangesNothing) {
   c.train_count.clear();
   c.val_confusion.clear();
   ASSERT_THAT(c_->CompleteTrial(a.trial.id, {}, c), IsOk());
-  EXPECT_TRUE(*c_->GetStudy(1)->trials[0].classes == c);
+  EXPECT_TRUE(*c_->GetStudyWithDetails(1)->trials[0].classes == c);
   // Without names, any number of classes up to 256 goes.
   Assignment b = Ask();
   ASSERT_THAT(Report(b.trial.id, 1, 0.5), IsOk());
@@ -519,6 +555,9 @@ class CyclicStorage final : public Storage {
   absl::StatusOr<int64_t> CreateTrial(const Trial& t) override { return inner_->CreateTrial(t); }
   absl::Status UpdateTrial(const Trial& t, const Measurement* m) override { return inner_->UpdateTrial(t, m); }
   absl::Status Transaction(const std::function<absl::Status()>& body) override { return inner_->Transaction(body); }
+  absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t id, int first, int limit) override {
+    return inner_->LoadTrialDetails(id, first, limit);
+  }
 
  private:
   std::unique_ptr<Storage> inner_;

@@ -54,6 +54,9 @@ class ThrowingStorage final : public Storage {
   absl::Status Transaction(const std::function<absl::Status()>& body) override {
     return inner_->Transaction(body);
   }
+  absl::StatusOr<std::vector<TrialDetails>> LoadTrialDetails(int64_t id, int first, int limit) override {
+    return inner_->LoadTrialDetails(id, first, limit);
+  }
 
  private:
   void MaybeThrow() {

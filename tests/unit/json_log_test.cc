@@ -58,10 +58,9 @@ TEST(JsonLogTest, TheServerWritesJsonLinesWithStudyFields) {
   auto server = testing::Process::Start({HPO_SERVER_BIN, "--listen=127.0.0.1:0", "--db=" + (dir / "h.db").string(),
                                          "--port_file=" + port_file, "--log_format=json"},
                                         log);
-  for (int i = 0; i < 200 && !fs::exists(port_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  std::string port;
-  std::ifstream(port_file) >> port;
-  ASSERT_FALSE(port.empty());
+  const int port_number = testing::WaitForPortFile(port_file, server);
+  ASSERT_GT(port_number, 0);
+  const std::string port = std::to_string(port_number);
   const std::string spec = (dir / "spec.json").string();
   std::ofstream(spec) << R"({"name": "json logs", "task": {"type": "external", "max_steps": 3},
     "parameters": [{"name": "x", "type": "float", "low": 0, "high": 1}], "max_trials": 2})";

@@ -57,14 +57,19 @@ TEST(PercentilePrunerTest, KeepsTheTopPercent) {
   EXPECT_NE(with(0.35).reason.find("keep top 25%"), std::string::npos) << with(0.35).reason;
 }
 
-// The coordinator tells a pruner of every trial change (Observe); the percentile pruner then decides
-// from per-step order-statistics trees. Its decisions must equal those from scanning the study.
+// The coordinator tells a pruner of every trial change (Observe); the percentile and ASHA pruners
+// then decide from per-step order-statistics trees. Their decisions must equal those from scanning
+// the study, with the measurement judged not yet observed (as the coordinator decides).
 TEST(PercentilePrunerTest, IncrementalDecisionsEqualTheScanOfTheStudy) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<double> u(0, 1);
   for (const json& pruner : {json{{"type", "median"}, {"startup_trials", 3}},
                              json{{"type", "percentile"}, {"keep_top", 30}, {"startup_trials", 2},
-                                  {"warmup_steps", 1}, {"min_trials_at_step", 4}}}) {
+                                  {"warmup_steps", 1}, {"min_trials_at_step", 4}},
+                             json{{"type", "asha"}, {"min_resource", 1}, {"reduction_factor", 3}},
+                             json{{"type", "asha"}, {"min_resource", 2}, {"reduction_factor", 2},
+                                  {"bootstrap_count", 3}}}) {
+    SCOPED_TRACE(pruner.dump());
     Study s = MakeStudy(pruner, {});
     auto incremental = MakePruner(s.spec);
     ASSERT_TRUE(incremental.ok());

@@ -408,6 +408,84 @@ TYPED_TEST(StorageConformanceTest, MeasurementsAppendInStepOrderWithTheirMetrics
   EXPECT_EQ(all[0].trials[1].measurements[3].metrics, (std::map<std::string, double>{{"k", 3.0}}));
 }
 
+// The coordinator drops a finished trial's metrics from memory and reads them back from here.
+TYPED_TEST(StorageConformanceTest, TrialDetailsReadBackWhatLoadAllDoesForARangeOfTrials) {
+  std::vector<int64_t> ids;
+  const int64_t study = this->StudyWithTrials(5, &ids);
+  const int64_t other = this->StudyWithTrials(2);  // its trials must not show up
+  for (int n = 0; n < 5; ++n) {
+    Trial t = this->NewTrial(study, n);
+    t.id = ids[n];
+    for (int step = 1; step <= n; ++step) {
+      Measurement m;
+      m.step = step;
+      m.value = 0.1 * step + n;
+      m.metrics = {{"train_loss", 1.0 / step}, {"val_loss", 2.0 * n + step}};
+      m.time = absl::FromUnixMillis(1'700'000'002'000 + step);
+      ASSERT_THAT(this->storage_->UpdateTrial(t, &m), IsOk());
+    }
+    if (n % 2 == 1) {
+      t.state = TrialState::kCompleted;
+      t.final_metrics = {{"test_accuracy", 0.5 + n / 100.0}};
+      ClassReport c;
+      c.val_count = {3, 4};
+      c.val_recall = {0.5, 0.25};
+      c.val_confusion = {2, 1, 3, 1};
+      t.classes = c;
+      DataReport data;
+      data.format = "image_folder";
+      data.class_names = {"cat", "dog"};
+      data.train_images = 7;
+      t.data = data;
+      ASSERT_THAT(this->storage_->UpdateTrial(t, nullptr), IsOk());
+    }
+  }
+  this->Reopen();
+  const Study loaded = this->Load()[0];
+  auto details = this->storage_->LoadTrialDetails(study, 1, 3);
+  ASSERT_THAT(details, IsOk());
+  ASSERT_EQ(details->size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const TrialDetails& d = (*details)[i];
+    const Trial& t = loaded.trials[i + 1];
+    EXPECT_EQ(d.number, i + 1);
+    EXPECT_EQ(d.final_metrics, t.final_metrics);
+    EXPECT_EQ(d.classes.has_value(), t.classes.has_value());
+    if (d.classes && t.classes) EXPECT_TRUE(*d.classes == *t.classes);
+    EXPECT_EQ(d.data.has_value(), t.data.has_value());
+    if (d.data && t.data) EXPECT_TRUE(*d.data == *t.data);
+    ASSERT_EQ(d.metrics.size(), t.measurements.size());
+    for (size_t k = 0; k < d.metrics.size(); ++k) {
+      EXPECT_EQ(d.metrics[k].first, t.measurements[k].step);
+      EXPECT_EQ(d.metrics[k].second, t.measurements[k].metrics);
+    }
+  }
+  EXPECT_THAT((*details)[2].metrics[1].second, ElementsAre(Pair("train_loss", 0.5), Pair("val_loss", 8.0)));
+  EXPECT_THAT((*details)[0].final_metrics, ElementsAre(Pair("test_accuracy", 0.51)));
+  ASSERT_TRUE((*details)[0].data.has_value());
+  EXPECT_EQ((*details)[0].data->class_names, (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_FALSE((*details)[1].data.has_value());
+  // The end of the study, a range past it, an unknown study, and no room: what there is, or nothing.
+  auto tail = this->storage_->LoadTrialDetails(study, 4, 100);
+  ASSERT_THAT(tail, IsOk());
+  ASSERT_EQ(tail->size(), 1u);
+  EXPECT_EQ((*tail)[0].number, 4);
+  EXPECT_EQ((*tail)[0].metrics.size(), 4u);
+  auto past = this->storage_->LoadTrialDetails(study, 5, 10);
+  ASSERT_THAT(past, IsOk());
+  EXPECT_TRUE(past->empty());
+  auto unknown = this->storage_->LoadTrialDetails(other + 100, 0, 10);
+  ASSERT_THAT(unknown, IsOk());
+  EXPECT_TRUE(unknown->empty());
+  auto none = this->storage_->LoadTrialDetails(study, 0, 0);
+  ASSERT_THAT(none, IsOk());
+  EXPECT_TRUE(none->empty());
+  auto others = this->storage_->LoadTrialDetails(other, 0, 10);
+  ASSERT_THAT(others, IsOk());
+  ASSERT_EQ(others->size(), 2u);
+  EXPECT_TRUE((*others)[0].metrics.empty());
+}
+
 TYPED_TEST(StorageConformanceTest, ValuesReadBackAsTheSqliteColumnsSpellThem) {
   std::vector<int64_t> ids;
   const int64_t study = this->StudyWithTrials(1, &ids);
