@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples", "python"))
 import hpo_client  # noqa: E402
-from pruner_replay import load_curves  # noqa: E402
+from pruner_replay import load_curves, replay_params  # noqa: E402
 from sampler_bench import Server  # noqa: E402
 
 PB = hpo_client.coordinator_pb2
@@ -90,12 +90,7 @@ def simulate(curves, order, workers, epochs, horizon, ask, report, finish):
 
 
 def run_hpo(stub, curves, order, pruner, seed, workers, epochs, horizon):
-    space = {}
-    for c in curves:
-        for k, v in c["params"].items():
-            space.setdefault(k, set()).add(json.dumps(v))
-    params = [{"name": k, "type": "categorical", "choices": sorted((json.loads(x) for x in vals), key=str)}
-              for k, vals in space.items()]
+    params = replay_params(curves)
     spec = {"name": f"budget-{seed}", "objective": {"direction": "maximize"},
             "task": {"type": "external", "max_steps": epochs}, "parameters": params,
             "sampler": {"type": "random", "seed": seed}, "pruner": pruner, "max_trials": 100000}

@@ -102,14 +102,19 @@ def simulate(curves, order, ask, report, finish):
             "pruned_overall_best": pruned_best}
 
 
-def run_hpo(addr, curves, order, pruner, seed):
-    import grpc
+def replay_params(curves):
+    """The recorded configurations' values as categorical parameters (so any of them can be enqueued)."""
     space = {}
     for c in curves:
         for k, v in c["params"].items():
             space.setdefault(k, set()).add(json.dumps(v))
-    params = [{"name": k, "type": "categorical", "choices": sorted((json.loads(x) for x in vals), key=str)}
-              for k, vals in space.items()]
+    return [{"name": k, "type": "categorical", "choices": sorted((json.loads(x) for x in vals), key=str)}
+            for k, vals in space.items()]
+
+
+def run_hpo(addr, curves, order, pruner, seed):
+    import grpc
+    params = replay_params(curves)
     spec = {"name": f"replay-{seed}", "objective": {"direction": "maximize"},
             "task": {"type": "external", "max_steps": EPOCHS}, "parameters": params,
             "sampler": {"type": "random", "seed": seed}, "pruner": pruner, "max_trials": len(order)}

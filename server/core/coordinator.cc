@@ -161,14 +161,10 @@ void Coordinator::Put(Entry& e, Trial t) {
                            e.study.trials[n].state == TrialState::kRunning;
   leased_ += (t.state == TrialState::kRunning ? 1 : 0) - (was_running ? 1 : 0);
   if (t.state == TrialState::kWaiting && !was_waiting) e.waiting.push_back(n);
-  e.used_slots += UsesSlot(t);
-  e.unfinished += Unfinished(t);
   e.pruner->Observe(n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr, t);
   CountTrial(e.figures, t, +1);
   bool was_best = false;
   if (n < static_cast<int>(e.study.trials.size())) {
-    e.used_slots -= UsesSlot(e.study.trials[n]);
-    e.unfinished -= Unfinished(e.study.trials[n]);
     CountTrial(e.figures, e.study.trials[n], -1);
     was_best = e.figures.best && e.figures.best->number == n;
     e.study.trials[n] = std::move(t);
@@ -214,13 +210,7 @@ absl::StatusOr<StudySummary> Coordinator::GetStudySummary(int64_t study_id) cons
 
 StudySummary Coordinator::SummaryOf(const Entry& e) {
   StudySummary s = e.figures;
-  const Study& st = e.study;
-  s.study.id = st.id;
-  s.study.spec = st.spec;
-  s.study.spec_json = st.spec_json;
-  s.study.state = st.state;
-  s.study.seed = st.seed;
-  s.study.created = st.created;
+  s.study = StudyHeader(e.study);
   return s;
 }
 
@@ -324,8 +314,8 @@ bool Coordinator::EndsStudy(const Entry& e, const Trial& updated) {
   if (e.study.state != StudyState::kRunning) return false;
   const int n = updated.number;
   const Trial* old = n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr;
-  const int used = e.used_slots + UsesSlot(updated) - (old ? UsesSlot(*old) : 0);
-  const int unfinished = e.unfinished + Unfinished(updated) - (old ? Unfinished(*old) : 0);
+  const int used = e.figures.used_slots + UsesSlot(updated) - (old ? UsesSlot(*old) : 0);
+  const int unfinished = UnfinishedTrials(e) + Unfinished(updated) - (old ? Unfinished(*old) : 0);
   return (e.exhausted || used >= e.spec.max_trials) && unfinished == 0;
 }
 
@@ -568,7 +558,7 @@ absl::StatusOr<Trial> Coordinator::EnqueueTrial(int64_t study_id, const std::str
     return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " is ", StateName(e.study.state),
                                                       ": it takes no more trials"));
   }
-  if (e.used_slots >= e.spec.max_trials) {
+  if (e.figures.used_slots >= e.spec.max_trials) {
     return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " already has its ", e.spec.max_trials,
                                                       " trials (max_trials)"));
   }
@@ -631,7 +621,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::TryStudy(const EntryPtr& ep, c
       e.waiting.pop_front();
       return assign(n);
     }
-    if (e.waiting.empty() && (e.exhausted || e.used_slots >= e.spec.max_trials)) return Outcome::kNothing;
+    if (e.waiting.empty() && (e.exhausted || e.figures.used_slots >= e.spec.max_trials)) return Outcome::kNothing;
   }
   // 2. Sample, with only this study's sampling lock held while the sampler computes.
   if (wait) {
@@ -670,7 +660,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::SampleAndStart(Entry& e, const
         }
         fill = true;
       } else {
-        if (e.exhausted || e.used_slots >= e.spec.max_trials) return Outcome::kNothing;
+        if (e.exhausted || e.figures.used_slots >= e.spec.max_trials) return Outcome::kNothing;
         number = static_cast<int>(e.study.trials.size());
       }
       seed = e.study.seed;
@@ -727,7 +717,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::SampleAndStart(Entry& e, const
       *out = Assignment{e.study.trials[number], e.spec.task, e.spec.metric};
       return Outcome::kAssigned;
     }
-    if (number != static_cast<int>(e.study.trials.size()) || e.used_slots >= e.spec.max_trials ||
+    if (number != static_cast<int>(e.study.trials.size()) || e.figures.used_slots >= e.spec.max_trials ||
         !e.waiting.empty()) {
       continue;  // a trial was enqueued or retried meanwhile: it goes first, or took the number
     }
@@ -1020,8 +1010,8 @@ absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reas
 
 absl::Status Coordinator::FinishIfDone(Entry& e) {
   if (e.study.state != StudyState::kRunning) return absl::OkStatus();
-  if (!e.exhausted && e.used_slots < e.spec.max_trials) return absl::OkStatus();
-  if (e.unfinished > 0) return absl::OkStatus();
+  if (!e.exhausted && e.figures.used_slots < e.spec.max_trials) return absl::OkStatus();
+  if (UnfinishedTrials(e) > 0) return absl::OkStatus();
   {
     absl::MutexLock slock(&storage_mu_);
     RETURN_IF_ERROR(storage_->UpdateStudyState(e.study.id, StudyState::kCompleted));

@@ -209,9 +209,7 @@ class Coordinator {
     std::deque<int> waiting ABSL_GUARDED_BY(mu);  // numbers of WAITING trials, oldest first (may be stale)
     std::map<int64_t, Lease> leases ABSL_GUARDED_BY(mu);  // RUNNING trial id -> lease
     std::set<int> changed ABSL_GUARDED_BY(mu);  // numbers changed since the snapshot was synced
-    int used_slots ABSL_GUARDED_BY(mu) = 0;     // UsedSlots(study), kept by Put
-    int unfinished ABSL_GUARDED_BY(mu) = 0;     // trials not finished, kept by Put
-    StudySummary figures ABSL_GUARDED_BY(mu);   // counts and best (not its `study`), kept by Put
+    StudySummary figures ABSL_GUARDED_BY(mu);   // counts, used slots and best (not its `study`), kept by Put
   };
   using EntryPtr = std::shared_ptr<Entry>;
   struct TrialRef {
@@ -254,6 +252,10 @@ class Coordinator {
   void SetState(Entry& e, StudyState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   static std::string NotRunningMessage(const Trial& t);
   static StudySummary SummaryOf(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Trials of `e` not finished yet (WAITING or RUNNING), from its kept counts.
+  static int UnfinishedTrials(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu) {
+    return e.figures.counts.waiting + e.figures.counts.running;
+  }
   // Puts back into the finished trials among `trials` (of study `study_id`, in number order) the
   // details that Put dropped from memory, read from storage a page at a time (storage_mu_ is
   // never held for long). Trials not in storage (a study deleted meanwhile) stay as they are.

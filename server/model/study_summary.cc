@@ -56,14 +56,20 @@ bool BetterBest(Direction d, const Trial& t, const std::optional<StudySummary::B
   return Better(d, *t.value, best->value) || (*t.value == best->value && t.number < best->number);
 }
 
+Study StudyHeader(const Study& study) {
+  Study h;
+  h.id = study.id;
+  h.spec = study.spec;
+  h.spec_json = study.spec_json;
+  h.state = study.state;
+  h.seed = study.seed;
+  h.created = study.created;
+  return h;
+}
+
 StudySummary Summarize(const Study& study) {
   StudySummary s;
-  s.study.id = study.id;
-  s.study.spec = study.spec;
-  s.study.spec_json = study.spec_json;
-  s.study.state = study.state;
-  s.study.seed = study.seed;
-  s.study.created = study.created;
+  s.study = StudyHeader(study);
   for (const Trial& t : study.trials) {
     CountTrial(s, t, +1);
     if (BetterBest(study.spec.direction, t, s.best)) s.best = StudySummary::Best{t.number, *t.value, t.best_step};

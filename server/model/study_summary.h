@@ -37,6 +37,8 @@ struct StudySummary {
   std::optional<Best> best;  // the best COMPLETED trial (FindBestTrial)
 };
 
+// The study's own fields, without its trials.
+Study StudyHeader(const Study& study);
 // By a scan of the study's trials.
 StudySummary Summarize(const Study& study);
 // Adds (sign +1) or takes out (-1) what trial `t` counts for, except `best` (see BetterBest).
