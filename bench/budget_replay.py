@@ -43,6 +43,8 @@ PRUNERS = {
     "none": {"type": "none"},
     "asha min 1 rf 3": {"type": "asha", "min_resource": 1, "reduction_factor": 3},
     "asha min 1 rf 2": {"type": "asha", "min_resource": 1, "reduction_factor": 2},
+    "asha min 1 rf 3 bootstrap 3": {"type": "asha", "min_resource": 1, "reduction_factor": 3, "bootstrap_count": 3},
+    "asha min 1 rf 3 bootstrap 6": {"type": "asha", "min_resource": 1, "reduction_factor": 3, "bootstrap_count": 6},
     "asha min 2 rf 3": {"type": "asha", "min_resource": 2, "reduction_factor": 3},
     "asha min 2 rf 2": {"type": "asha", "min_resource": 2, "reduction_factor": 2},
     "asha min 3 rf 3": {"type": "asha", "min_resource": 3, "reduction_factor": 3},
