@@ -5,6 +5,9 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -68,6 +71,42 @@ PruneDecision Asha(const AshaOptions& o, const Study& study, const Trial& trial,
                [&](int n) { return values[n - 1]; }, label);
 }
 
+using Key = std::pair<double, int64_t>;  // (value, trial id): unique, ordered by value
+using Tree = __gnu_pbds::tree<Key, __gnu_pbds::null_type, std::less<Key>, __gnu_pbds::rb_tree_tag,
+                              __gnu_pbds::tree_order_statistics_node_update>;
+
+// ASHA's rule for `trial`, whose last step is rung `k`, from `tree`: the values every trial
+// reported at that step (with or without `trial`'s own). The coordinator decides on a
+// measurement before it is stored (and observed): `trial`'s value is counted from `trial`,
+// whether or not the tree holds it already.
+PruneDecision FromTree(const AshaOptions& o, Direction dir, const Trial& trial, int k, const Tree& tree,
+                       const std::string& label) {
+  const int step = trial.measurements.back().step;
+  const double value = trial.measurements.back().value;
+  const bool self = tree.find({value, trial.id}) != tree.end();
+  const int others = static_cast<int>(tree.size()) - (self ? 1 : 0);
+  // Trials strictly better than `value`: the top `promote` of all are those when there are
+  // that many, and then the cut-off is the promote-th best of the tree.
+  const int better = dir == Direction::kMaximize
+                         ? static_cast<int>(tree.size() - tree.order_of_key({value, INT64_MAX}))
+                         : static_cast<int>(tree.order_of_key({value, INT64_MIN}));
+  return Judge(o, dir, k, step, value, others + 1,
+               [&](int nth) {
+                 if (better < nth) return value;  // not strictly beaten: goes on
+                 return tree.find_by_order(dir == Direction::kMaximize ? tree.size() - nth : nth - 1)->first;
+               },
+               label);
+}
+
+// Adds or removes the values `t` reported at the steps `is_rung` accepts, in trees by step.
+void CountRungs(const Trial& t, bool add, const std::function<bool(int)>& is_rung, std::map<int, Tree>* trees) {
+  for (const Measurement& m : t.measurements) {
+    if (!is_rung(m.step)) continue;
+    Tree& tree = (*trees)[m.step];
+    if (add) tree.insert({m.value, t.id}); else tree.erase({m.value, t.id});
+  }  // a trial's steps are unique (Coordinator::Report, the measurements table's key)
+}
+
 class AshaPruner final : public Pruner {
  public:
   explicit AshaPruner(const AshaOptions& o) : o_(o) {}
@@ -76,51 +115,22 @@ class AshaPruner final : public Pruner {
   // order-statistics tree, so that a decision costs O(log n), not a scan of the study.
   void Observe(const Trial* before, const Trial& after) override {
     observed_ = true;
-    if (before != nullptr) Count(*before, false);
-    Count(after, true);
+    auto is_rung = [&](int step) { return RungOf(o_, step) >= 0; };
+    if (before != nullptr) CountRungs(*before, false, is_rung, &rungs_);
+    CountRungs(after, true, is_rung, &rungs_);
   }
 
   absl::StatusOr<PruneDecision> Decide(const Study& study, const Trial& trial) const override {
     if (!observed_) return Asha(o_, study, trial, [](const Trial&) { return true; }, "asha");
     if (trial.measurements.empty()) return PruneDecision{};
-    const int step = trial.measurements.back().step;
-    const int k = RungOf(o_, step);
+    const int k = RungOf(o_, trial.measurements.back().step);
     if (k < 0) return PruneDecision{};
-    const double value = trial.measurements.back().value;
-    const Direction dir = study.spec.direction;
-    // The coordinator decides on a measurement before it is stored (and observed): `trial`'s
-    // value is counted from `trial`, whether or not the tree holds it already.
     static const Tree kEmpty;
-    auto it = rungs_.find(step);
-    const Tree& tree = it == rungs_.end() ? kEmpty : it->second;
-    const bool self = tree.find({value, trial.id}) != tree.end();
-    const int others = static_cast<int>(tree.size()) - (self ? 1 : 0);
-    // Trials strictly better than `value`: the top `promote` of all are those when there are
-    // that many, and then the cut-off is the promote-th best of the tree.
-    const int better = dir == Direction::kMaximize
-                           ? static_cast<int>(tree.size() - tree.order_of_key({value, INT64_MAX}))
-                           : static_cast<int>(tree.order_of_key({value, INT64_MIN}));
-    return Judge(o_, dir, k, step, value, others + 1,
-                 [&](int nth) {
-                   if (better < nth) return value;  // not strictly beaten: goes on
-                   return tree.find_by_order(dir == Direction::kMaximize ? tree.size() - nth : nth - 1)->first;
-                 },
-                 "asha");
+    auto it = rungs_.find(trial.measurements.back().step);
+    return FromTree(o_, study.spec.direction, trial, k, it == rungs_.end() ? kEmpty : it->second, "asha");
   }
 
  private:
-  using Key = std::pair<double, int64_t>;  // (value, trial id): unique, ordered by value
-  using Tree = __gnu_pbds::tree<Key, __gnu_pbds::null_type, std::less<Key>, __gnu_pbds::rb_tree_tag,
-                                __gnu_pbds::tree_order_statistics_node_update>;
-
-  void Count(const Trial& t, bool add) {
-    for (const Measurement& m : t.measurements) {
-      if (RungOf(o_, m.step) < 0) continue;
-      Tree& tree = rungs_[m.step];
-      if (add) tree.insert({m.value, t.id}); else tree.erase({m.value, t.id});
-    }  // a trial's steps are unique (Coordinator::Report, the measurements table's key)
-  }
-
   AshaOptions o_;
   bool observed_ = false;
   std::map<int, Tree> rungs_;  // rung step -> values
@@ -133,20 +143,83 @@ int MaxResource(const HyperbandOptions& o, const Study& study) {
 class HyperbandPruner final : public Pruner {
  public:
   explicit HyperbandPruner(const HyperbandOptions& o) : o_(o) {}
+
+  // Keeps, per bracket, each rung's values in an order-statistics tree, as ASHA does. A trial's
+  // bracket needs the study's seed, which only Decide sees: until the first Decide, what is
+  // observed waits in `pending_`, and is sorted into brackets then.
+  void Observe(const Trial* before, const Trial& after) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    observed_ = true;
+    if (!seed_) {
+      if (before != nullptr) pending_.push_back({Slim(*before), false});
+      pending_.push_back({Slim(after), true});
+      return;
+    }
+    if (before != nullptr) Count(*before, false);
+    Count(after, true);
+  }
+
   absl::StatusOr<PruneDecision> Decide(const Study& study, const Trial& trial) const override {
+    std::lock_guard<std::mutex> lock(mu_);
     const int max_resource = MaxResource(o_, study);
     const int bracket = HyperbandBracket(o_, max_resource, study.seed, trial.number);
+    const AshaOptions a = Bracket(bracket);
+    const std::string label = absl::StrFormat("hyperband bracket %d,", bracket);
+    if (!observed_) {
+      return Asha(a, study, trial,
+                  [&](const Trial& t) { return HyperbandBracket(o_, max_resource, study.seed, t.number) == bracket; },
+                  label);
+    }
+    if (!seed_) {
+      seed_ = study.seed;
+      max_resource_ = max_resource;
+      for (const auto& [t, add] : pending_) Count(t, add);
+      pending_.clear();
+    }
+    if (trial.measurements.empty()) return PruneDecision{};
+    const int step = trial.measurements.back().step;
+    const int k = RungOf(a, step);
+    if (k < 0) return PruneDecision{};
+    static const Tree kEmpty;
+    const auto& rungs = brackets_[bracket];
+    auto it = rungs.find(step);
+    return FromTree(a, study.spec.direction, trial, k, it == rungs.end() ? kEmpty : it->second, label);
+  }
+
+ private:
+  AshaOptions Bracket(int bracket) const {
     AshaOptions a;
     a.min_resource = o_.min_resource;
     a.reduction_factor = o_.reduction_factor;
     a.min_early_stopping_rate = bracket;
-    return Asha(a, study, trial,
-                [&](const Trial& t) { return HyperbandBracket(o_, max_resource, study.seed, t.number) == bracket; },
-                absl::StrFormat("hyperband bracket %d,", bracket));
+    return a;
   }
 
- private:
+  // What Count needs of a trial: its id, number and the values at steps that are a rung of some bracket.
+  Trial Slim(const Trial& t) const {
+    Trial slim;
+    slim.id = t.id;
+    slim.number = t.number;
+    const AshaOptions widest = Bracket(0);
+    for (const Measurement& m : t.measurements) {
+      if (RungOf(widest, m.step) >= 0) slim.measurements.push_back({m.step, m.value, {}, {}});
+    }
+    return slim;
+  }
+
+  void Count(const Trial& t, bool add) const {
+    const int bracket = HyperbandBracket(o_, max_resource_, *seed_, t.number);
+    const AshaOptions a = Bracket(bracket);
+    CountRungs(t, add, [&](int step) { return RungOf(a, step) >= 0; }, &brackets_[bracket]);
+  }
+
   HyperbandOptions o_;
+  mutable std::mutex mu_;  // Decide sorts what waits; the coordinator calls both under the study's lock
+  mutable bool observed_ = false;
+  mutable std::optional<uint64_t> seed_;
+  mutable int max_resource_ = 0;
+  mutable std::vector<std::pair<Trial, bool>> pending_;  // (trial, added) until the seed is known
+  mutable std::map<int, std::map<int, Tree>> brackets_;  // bracket -> rung step -> values
 };
 
 }  // namespace

@@ -57,8 +57,9 @@ TEST(PercentilePrunerTest, KeepsTheTopPercent) {
   EXPECT_NE(with(0.35).reason.find("keep top 25%"), std::string::npos) << with(0.35).reason;
 }
 
-// The coordinator tells a pruner of every trial change (Observe); the percentile and ASHA pruners
-// then decide from per-step order-statistics trees. Their decisions must equal those from scanning
+// The coordinator tells a pruner of every trial change (Observe); the percentile, ASHA and Hyperband
+// pruners then decide from per-step order-statistics trees (Hyperband's per bracket, sorted into
+// brackets at the first decision, which brings the study's seed). Their decisions must equal those from scanning
 // the study, with the measurement judged not yet observed (as the coordinator decides).
 TEST(PercentilePrunerTest, IncrementalDecisionsEqualTheScanOfTheStudy) {
   std::mt19937 rng(11);
@@ -68,7 +69,10 @@ TEST(PercentilePrunerTest, IncrementalDecisionsEqualTheScanOfTheStudy) {
                                   {"warmup_steps", 1}, {"min_trials_at_step", 4}},
                              json{{"type", "asha"}, {"min_resource", 1}, {"reduction_factor", 3}},
                              json{{"type", "asha"}, {"min_resource", 2}, {"reduction_factor", 2},
-                                  {"bootstrap_count", 3}}}) {
+                                  {"bootstrap_count", 3}},
+                             json{{"type", "hyperband"}, {"min_resource", 1}, {"reduction_factor", 3}},
+                             json{{"type", "hyperband"}, {"min_resource", 1}, {"max_resource", 8},
+                                  {"reduction_factor", 2}}}) {
     SCOPED_TRACE(pruner.dump());
     Study s = MakeStudy(pruner, {});
     auto incremental = MakePruner(s.spec);
