@@ -114,7 +114,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(std::unique_ptr<S
     if (!spec.ok()) return unreadable(spec.status());
     auto sampler = c->options_.make_sampler(*spec);
     if (!sampler.ok()) return unreadable(sampler.status());
-    auto pruner = c->options_.make_pruner(*spec);
+    auto pruner = c->options_.make_pruner(*spec, s.seed);
     if (!pruner.ok()) return unreadable(pruner.status());
     s.spec = *spec;
     auto e = std::make_shared<Entry>(std::move(*spec), std::move(*sampler), std::move(*pruner));
@@ -360,12 +360,12 @@ absl::StatusOr<Study> Coordinator::CreateStudy(const std::string& spec_json) {
   }
   ASSIGN_OR_RETURN(StudySpec spec, ParseStudySpec(spec_json));
   ASSIGN_OR_RETURN(std::unique_ptr<Sampler> sampler, options_.make_sampler(spec));
-  ASSIGN_OR_RETURN(std::unique_ptr<Pruner> pruner, options_.make_pruner(spec));
   Study study;
+  study.seed = spec.seed ? *spec.seed : std::random_device{}() * 0x100000001ULL;
+  ASSIGN_OR_RETURN(std::unique_ptr<Pruner> pruner, options_.make_pruner(spec, study.seed));
   study.spec = spec;
   study.spec_json = spec_json;
   study.state = StudyState::kRunning;
-  study.seed = spec.seed ? *spec.seed : std::random_device{}() * 0x100000001ULL;
   study.created = clock_->Now();
   {
     absl::MutexLock lock(&storage_mu_);

@@ -56,10 +56,10 @@ struct CoordinatorOptions {
   // Told, at start-up, about each stored trial that Open failed because it cannot be served
   // (parameters that do not fit the study's spec). Unset: not told.
   std::function<void(const std::string&)> warn;
-  // Builds a study's sampler and pruner from its spec (unset: the registries, MakeSampler and
-  // MakePruner). Tests inject fakes here.
+  // Builds a study's sampler and pruner from its spec (and the pruner from the study's seed too;
+  // unset: the registries, MakeSampler and MakePruner). Tests inject fakes here.
   std::function<absl::StatusOr<std::unique_ptr<Sampler>>(const StudySpec&)> make_sampler;
-  std::function<absl::StatusOr<std::unique_ptr<Pruner>>(const StudySpec&)> make_pruner;
+  std::function<absl::StatusOr<std::unique_ptr<Pruner>>(const StudySpec&, uint64_t study_seed)> make_pruner;
   // The sampling pool of AskTrialAsync: threads, and how many asks may wait for one (beyond
   // that: kResourceExhausted, "retry later").
   int sampling_threads = 4;

@@ -14,7 +14,8 @@ class NopPruner final : public Pruner {
   absl::StatusOr<PruneDecision> Decide(const Study&, const Trial&) const override { return PruneDecision{}; }
 };
 
-absl::StatusOr<std::unique_ptr<Pruner>> MakeOne(const nlohmann::json& cfg, const StudySpec& spec) {
+absl::StatusOr<std::unique_ptr<Pruner>> MakeOne(const nlohmann::json& cfg, const StudySpec& spec,
+                                                const uint64_t study_seed) {
   if (!cfg.is_object() || !cfg.contains("type") || !cfg.at("type").is_string()) {
     return absl::InvalidArgumentError("each pruner must be an object with a string \"type\", e.g. {\"type\": \"asha\"}");
   }
@@ -52,7 +53,8 @@ absl::StatusOr<std::unique_ptr<Pruner>> MakeOne(const nlohmann::json& cfg, const
     if (o.max_resource == 0 && spec.task.max_epochs == 0) {
       return absl::InvalidArgumentError("pruner.max_resource is required when the task has no max_steps");
     }
-    return NewHyperbandPruner(o);
+    if (o.max_resource == 0) o.max_resource = spec.task.max_epochs;
+    return NewHyperbandPruner(o, study_seed);
   }
   if (type == "patience") {
     PatienceOptions o;
@@ -75,12 +77,12 @@ absl::StatusOr<std::unique_ptr<Pruner>> MakeOne(const nlohmann::json& cfg, const
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Pruner>> MakePruner(const StudySpec& spec) {
-  if (!spec.pruner.is_array()) return MakeOne(spec.pruner, spec);
+absl::StatusOr<std::unique_ptr<Pruner>> MakePruner(const StudySpec& spec, uint64_t study_seed) {
+  if (!spec.pruner.is_array()) return MakeOne(spec.pruner, spec, study_seed);
   if (spec.pruner.empty()) return absl::InvalidArgumentError("pruner: a list of pruners must not be empty");
   std::vector<std::unique_ptr<Pruner>> all;
   for (const auto& cfg : spec.pruner) {
-    auto p = MakeOne(cfg, spec);
+    auto p = MakeOne(cfg, spec, study_seed);
     if (!p.ok()) return p.status();
     all.push_back(std::move(*p));
   }

@@ -5,8 +5,6 @@
 #include <cmath>
 #include <functional>
 #include <map>
-#include <mutex>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -136,57 +134,38 @@ class AshaPruner final : public Pruner {
   std::map<int, Tree> rungs_;  // rung step -> values
 };
 
-int MaxResource(const HyperbandOptions& o, const Study& study) {
-  return o.max_resource > 0 ? o.max_resource : study.spec.task.max_epochs;
-}
-
 class HyperbandPruner final : public Pruner {
  public:
-  explicit HyperbandPruner(const HyperbandOptions& o) : o_(o) {}
+  HyperbandPruner(const HyperbandOptions& o, uint64_t study_seed) : o_(o), seed_(study_seed) {}
 
-  // Keeps, per bracket, each rung's values in an order-statistics tree, as ASHA does. A trial's
-  // bracket needs the study's seed, which only Decide sees: until the first Decide, what is
-  // observed waits in `pending_`, and is sorted into brackets then.
+  // Keeps, per bracket, each rung's values in an order-statistics tree, as ASHA does.
   void Observe(const Trial* before, const Trial& after) override {
-    std::lock_guard<std::mutex> lock(mu_);
     observed_ = true;
-    if (!seed_) {
-      if (before != nullptr) pending_.push_back({Slim(*before), false});
-      pending_.push_back({Slim(after), true});
-      return;
-    }
     if (before != nullptr) Count(*before, false);
     Count(after, true);
   }
 
   absl::StatusOr<PruneDecision> Decide(const Study& study, const Trial& trial) const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    const int max_resource = MaxResource(o_, study);
-    const int bracket = HyperbandBracket(o_, max_resource, study.seed, trial.number);
+    const int bracket = BracketOf(trial);
     const AshaOptions a = Bracket(bracket);
     const std::string label = absl::StrFormat("hyperband bracket %d,", bracket);
     if (!observed_) {
-      return Asha(a, study, trial,
-                  [&](const Trial& t) { return HyperbandBracket(o_, max_resource, study.seed, t.number) == bracket; },
-                  label);
-    }
-    if (!seed_) {
-      seed_ = study.seed;
-      max_resource_ = max_resource;
-      for (const auto& [t, add] : pending_) Count(t, add);
-      pending_.clear();
+      return Asha(a, study, trial, [&](const Trial& t) { return BracketOf(t) == bracket; }, label);
     }
     if (trial.measurements.empty()) return PruneDecision{};
     const int step = trial.measurements.back().step;
     const int k = RungOf(a, step);
     if (k < 0) return PruneDecision{};
     static const Tree kEmpty;
-    const auto& rungs = brackets_[bracket];
-    auto it = rungs.find(step);
-    return FromTree(a, study.spec.direction, trial, k, it == rungs.end() ? kEmpty : it->second, label);
+    auto rungs = brackets_.find(bracket);
+    if (rungs == brackets_.end()) return FromTree(a, study.spec.direction, trial, k, kEmpty, label);
+    auto it = rungs->second.find(step);
+    return FromTree(a, study.spec.direction, trial, k, it == rungs->second.end() ? kEmpty : it->second, label);
   }
 
  private:
+  int BracketOf(const Trial& t) const { return HyperbandBracket(o_, o_.max_resource, seed_, t.number); }
+
   AshaOptions Bracket(int bracket) const {
     AshaOptions a;
     a.min_resource = o_.min_resource;
@@ -195,31 +174,16 @@ class HyperbandPruner final : public Pruner {
     return a;
   }
 
-  // What Count needs of a trial: its id, number and the values at steps that are a rung of some bracket.
-  Trial Slim(const Trial& t) const {
-    Trial slim;
-    slim.id = t.id;
-    slim.number = t.number;
-    const AshaOptions widest = Bracket(0);
-    for (const Measurement& m : t.measurements) {
-      if (RungOf(widest, m.step) >= 0) slim.measurements.push_back({m.step, m.value, {}, {}});
-    }
-    return slim;
-  }
-
-  void Count(const Trial& t, bool add) const {
-    const int bracket = HyperbandBracket(o_, max_resource_, *seed_, t.number);
+  void Count(const Trial& t, bool add) {
+    const int bracket = BracketOf(t);
     const AshaOptions a = Bracket(bracket);
     CountRungs(t, add, [&](int step) { return RungOf(a, step) >= 0; }, &brackets_[bracket]);
   }
 
-  HyperbandOptions o_;
-  mutable std::mutex mu_;  // Decide sorts what waits; the coordinator calls both under the study's lock
-  mutable bool observed_ = false;
-  mutable std::optional<uint64_t> seed_;
-  mutable int max_resource_ = 0;
-  mutable std::vector<std::pair<Trial, bool>> pending_;  // (trial, added) until the seed is known
-  mutable std::map<int, std::map<int, Tree>> brackets_;  // bracket -> rung step -> values
+  HyperbandOptions o_;  // max_resource resolved by the registry
+  uint64_t seed_;
+  bool observed_ = false;
+  std::map<int, std::map<int, Tree>> brackets_;  // bracket -> rung step -> values
 };
 
 }  // namespace
@@ -241,8 +205,8 @@ int HyperbandBracket(const HyperbandOptions& o, int max_resource, uint64_t study
 }
 
 std::unique_ptr<Pruner> NewAshaPruner(const AshaOptions& options) { return std::make_unique<AshaPruner>(options); }
-std::unique_ptr<Pruner> NewHyperbandPruner(const HyperbandOptions& options) {
-  return std::make_unique<HyperbandPruner>(options);
+std::unique_ptr<Pruner> NewHyperbandPruner(const HyperbandOptions& options, uint64_t study_seed) {
+  return std::make_unique<HyperbandPruner>(options, study_seed);
 }
 
 }  // namespace hpo::server

@@ -20,7 +20,7 @@ std::unique_ptr<Pruner> NewAshaPruner(const AshaOptions& options);
 
 struct HyperbandOptions {
   int min_resource = 1;
-  int max_resource = 0;       // the study's max_epochs when 0
+  int max_resource = 0;       // the study's max_epochs when 0 (MakePruner resolves it)
   int reduction_factor = 3;
 };
 
@@ -28,8 +28,8 @@ struct HyperbandOptions {
 // is ASHA with min_early_stopping_rate b, holding about ceil((S+1)/(b+1)) * eta^(S-b)
 // shares of the trials. A trial's bracket is a function of the study seed and
 // its number only, so every worker and a restarted coordinator agree; trials
-// compete only within their bracket.
-std::unique_ptr<Pruner> NewHyperbandPruner(const HyperbandOptions& options);
+// compete only within their bracket. `study_seed` is the seed of the study it serves.
+std::unique_ptr<Pruner> NewHyperbandPruner(const HyperbandOptions& options, uint64_t study_seed);
 
 // The bracket of trial `number` (exposed for tests).
 int HyperbandBracket(const HyperbandOptions& options, int max_resource, uint64_t study_seed, int number);

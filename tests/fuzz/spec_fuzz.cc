@@ -14,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto spec = hpo::server::ParseStudySpec(text);
   if (spec.ok()) {
     (void)hpo::server::MakeSampler(*spec);
-    (void)hpo::server::MakePruner(*spec);
+    (void)hpo::server::MakePruner(*spec, 0);
   }
   (void)hpo::ParseClientJson(text, 64 << 10, "params_json");
   return 0;

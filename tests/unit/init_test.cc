@@ -89,7 +89,7 @@ absl::Status ServerAccepts(const ordered_json& spec) {
   auto parsed = server::ParseStudySpec(FormatSpec(spec));
   if (!parsed.ok()) return parsed.status();
   if (auto s = server::MakeSampler(*parsed); !s.ok()) return s.status();
-  if (auto p = server::MakePruner(*parsed); !p.ok()) return p.status();
+  if (auto p = server::MakePruner(*parsed, 0); !p.ok()) return p.status();
   return absl::OkStatus();
 }
 

@@ -37,7 +37,7 @@ Study MakeStudy(const json& pruner, const std::vector<std::vector<double>>& curv
 
 PruneDecision Decide(const json& pruner, const std::vector<std::vector<double>>& curves, bool others_running = false) {
   Study s = MakeStudy(pruner, curves, others_running);
-  auto p = MakePruner(s.spec);
+  auto p = MakePruner(s.spec, s.seed);
   EXPECT_TRUE(p.ok()) << p.status();
   auto d = (*p)->Decide(s, s.trials.back());
   EXPECT_TRUE(d.ok());
@@ -58,9 +58,8 @@ TEST(PercentilePrunerTest, KeepsTheTopPercent) {
 }
 
 // The coordinator tells a pruner of every trial change (Observe); the percentile, ASHA and Hyperband
-// pruners then decide from per-step order-statistics trees (Hyperband's per bracket, sorted into
-// brackets at the first decision, which brings the study's seed). Their decisions must equal those from scanning
-// the study, with the measurement judged not yet observed (as the coordinator decides).
+// pruners then decide from per-step order-statistics trees (Hyperband's per bracket). Their decisions
+// must equal those from scanning the study, with the measurement judged not yet observed (as the coordinator decides).
 TEST(PercentilePrunerTest, IncrementalDecisionsEqualTheScanOfTheStudy) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<double> u(0, 1);
@@ -75,7 +74,7 @@ TEST(PercentilePrunerTest, IncrementalDecisionsEqualTheScanOfTheStudy) {
                                   {"reduction_factor", 2}}}) {
     SCOPED_TRACE(pruner.dump());
     Study s = MakeStudy(pruner, {});
-    auto incremental = MakePruner(s.spec);
+    auto incremental = MakePruner(s.spec, s.seed);
     ASSERT_TRUE(incremental.ok());
     int decided = 0, pruned = 0;
     for (int n = 0; n < 120; ++n) {
@@ -90,7 +89,7 @@ TEST(PercentilePrunerTest, IncrementalDecisionsEqualTheScanOfTheStudy) {
       for (int step = 1; step <= steps; ++step) {
         Trial before = s.trials.back();
         s.trials.back().measurements.push_back({step, level + 0.05 * step + 0.1 * u(rng), {}, {}});
-        auto scan = MakePruner(s.spec);
+        auto scan = MakePruner(s.spec, s.seed);
         auto a = (*scan)->Decide(s, s.trials.back());
         auto b = (*incremental)->Decide(s, s.trials.back());
         ASSERT_TRUE(a.ok() && b.ok());
@@ -175,7 +174,7 @@ TEST(PrunerRegistryTest, RefusesBadOptions) {
                           R"({"type": "patience", "patience": 0})"}) {
     Study s = MakeStudy(json{{"type", "none"}}, {});
     s.spec.pruner = json::parse(bad);
-    EXPECT_EQ(MakePruner(s.spec).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(MakePruner(s.spec, s.seed).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
 }
 

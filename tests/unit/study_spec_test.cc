@@ -37,7 +37,7 @@ absl::Status Validate(const std::string& text) {
   auto spec = ParseStudySpec(text);
   if (!spec.ok()) return spec.status();
   if (auto s = MakeSampler(*spec); !s.ok()) return s.status();
-  if (auto p = MakePruner(*spec); !p.ok()) return p.status();
+  if (auto p = MakePruner(*spec, 0); !p.ok()) return p.status();
   return absl::OkStatus();
 }
 
