@@ -55,6 +55,7 @@ absl::Status CoordinatorClient::Retrying(const char* what, Fn call) {
       return absl::UnavailableError(absl::StrCat("gave up on ", what, " after ",
                                                  absl::FormatDuration(limit), ": ", s.message()));
     }
+    ++retries_;
     spdlog::warn("{}: coordinator at {} unreachable ({}); retrying in {} ms", what, address_,
                  std::string(s.message()), backoff.count());
     std::this_thread::sleep_for(backoff);
@@ -95,6 +96,11 @@ absl::StatusOr<hpo::v1::ProgressDecision> CoordinatorClient::Report(int64_t tria
   *report.mutable_measurement() = m;
   if (data != nullptr) *report.mutable_data() = *data;
   hpo::v1::ProgressDecision decision;
+  // A report after half the idle timeout (an epoch longer than that) goes on a fresh stream, and
+  // its stream is closed after the decision, as the next one will likely come as late.
+  const bool late = stream_idle_timeout_ > absl::ZeroDuration() && stream_last_message_ != absl::InfinitePast() &&
+                    absl::Now() - stream_last_message_ > stream_idle_timeout_ / 2;
+  if (late && stream_) CloseStream();
   absl::Status s = Retrying("report", [&]() -> absl::Status {
     if (!stream_) {
       stream_ctx_ = std::make_unique<grpc::ClientContext>();
@@ -102,7 +108,10 @@ absl::StatusOr<hpo::v1::ProgressDecision> CoordinatorClient::Report(int64_t tria
       stream_ctx_->set_deadline(Deadline(absl::Hours(72)));  // a trial's whole life
       stream_ = stub_->ReportProgress(stream_ctx_.get());
     }
-    if (stream_->Write(report) && stream_->Read(&decision)) return absl::OkStatus();
+    if (stream_->Write(report) && stream_->Read(&decision)) {
+      stream_last_message_ = absl::Now();
+      return absl::OkStatus();
+    }
     // The stream broke: its status says why (the coordinator refused, or went away).
     stream_->WritesDone();
     absl::Status st = FromGrpcStatus(stream_->Finish());
@@ -112,7 +121,7 @@ absl::StatusOr<hpo::v1::ProgressDecision> CoordinatorClient::Report(int64_t tria
     return st;
   });
   if (!s.ok()) return s;
-  if (decision.action() != hpo::v1::ProgressDecision::CONTINUE) CloseStream();
+  if (late || decision.action() != hpo::v1::ProgressDecision::CONTINUE) CloseStream();
   return decision;
 }
 

@@ -47,6 +47,15 @@ class CoordinatorClient {
 
   absl::Duration give_up_after = absl::Minutes(5);
 
+  // The coordinator closes a stream that has had no message for this long
+  // (AskTrialResponse.stream_idle_timeout_ms; zero: never). A report that comes
+  // after half of it goes on a fresh stream, closed after its decision, instead
+  // of on one the coordinator may have closed (a trial whose epochs outlast the
+  // timeout would otherwise find its stream closed, and retry, at every report).
+  void set_stream_idle_timeout(absl::Duration d) { stream_idle_timeout_ = d; }
+  // Calls retried because the coordinator was unreachable or cut the call, since construction.
+  int64_t retries() const { return retries_.load(); }
+
  private:
   template <typename Fn>
   absl::Status Retrying(const char* what, Fn call);
@@ -60,6 +69,9 @@ class CoordinatorClient {
   // The open measurement stream of the current trial.
   std::unique_ptr<grpc::ClientContext> stream_ctx_;
   std::unique_ptr<grpc::ClientReaderWriter<hpo::v1::ProgressReport, hpo::v1::ProgressDecision>> stream_;
+  absl::Time stream_last_message_ = absl::InfinitePast();  // when the stream last carried a report
+  absl::Duration stream_idle_timeout_ = absl::ZeroDuration();
+  std::atomic<int64_t> retries_{0};
 };
 
 }  // namespace hpo::worker

@@ -392,9 +392,13 @@ void CoordinatorService::BeginShutdown() {
   }
 }
 
+absl::Duration CoordinatorService::StreamIdleTimeout() const {
+  return options_.stream_idle_timeout > absl::ZeroDuration() ? options_.stream_idle_timeout
+                                                             : c_->options().lease_timeout;
+}
+
 int CoordinatorService::EndIdleStreams() {
-  const absl::Duration idle =
-      options_.stream_idle_timeout > absl::ZeroDuration() ? options_.stream_idle_timeout : c_->options().lease_timeout;
+  const absl::Duration idle = StreamIdleTimeout();
   const absl::Time cutoff = absl::Now() - idle;
   int ended = 0;
   absl::MutexLock lock(&streams_mu_);
@@ -619,6 +623,7 @@ grpc::ServerUnaryReactor* CoordinatorService::AskTrial(grpc::CallbackServerConte
           resp->set_heartbeat_interval_ms(
               static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().heartbeat_interval)));
           resp->set_retry_after_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(c_->options().idle_retry)));
+          resp->set_stream_idle_timeout_ms(static_cast<int32_t>(absl::ToInt64Milliseconds(StreamIdleTimeout())));
           if (a.has_value()) {
             resp->set_assigned(true);
             ToProto(a->trial, resp->mutable_trial());

@@ -67,6 +67,9 @@ class CoordinatorService final : public hpo::v1::Coordinator::CallbackService {
   int EndIdleStreams() ABSL_LOCKS_EXCLUDED(streams_mu_);
   // ReportProgress streams open now.
   int OpenStreams() const ABSL_LOCKS_EXCLUDED(streams_mu_);
+  // How long a stream may go without a message before EndIdleStreams ends it (the option, or
+  // the lease timeout); AskTrial tells workers (stream_idle_timeout_ms).
+  absl::Duration StreamIdleTimeout() const;
 
   grpc::ServerUnaryReactor* CreateStudy(grpc::CallbackServerContext* ctx,
                                         const hpo::v1::CreateStudyRequest* req,

@@ -316,6 +316,56 @@ TEST(DraftSpecTest, LargeIdxSetIsCappedForACpuAndAccepted) {
   EXPECT_LE(trials, 50);
 }
 
+ordered_json RecommendedFashionSpec() {
+  std::ifstream in(std::string(HPO_SOURCE_DIR) + "/examples/fmnist-best.json");
+  return ordered_json::parse(in, nullptr, /*allow_exceptions=*/false);
+}
+
+DataSetSummary FullFashionMnist() {
+  DataSetSummary s = FashionLike(std::vector<int64_t>(10, 6000));
+  s.class_names = worker::FashionMnistClassNames();
+  return s;
+}
+
+TEST(DraftSpecTest, FullFashionMnistGetsTheRecommendedSpec) {
+  const ordered_json recommended = RecommendedFashionSpec();
+  ASSERT_TRUE(recommended.is_object()) << "examples/fmnist-best.json does not parse";
+  auto d = DraftSpec(FullFashionMnist(), "fashion-mnist");
+  ASSERT_THAT(d, IsOk());
+  EXPECT_EQ(d->spec["name"], "fashion-mnist");
+  ordered_json expected = recommended;
+  expected["name"] = "fashion-mnist";
+  expected["task"]["dataset"] = "fashion-mnist";
+  EXPECT_EQ(d->spec, expected);  // the example file itself, not a copy of it
+  EXPECT_THAT(ServerAccepts(d->spec), IsOk());
+  bool cites = false;
+  for (const std::string& r : d->reasons) cites |= r.find("examples/fmnist-best.json") != std::string::npos;
+  EXPECT_TRUE(cites);
+  // Another folder name holding the same files: the spec names that folder.
+  auto other = DraftSpec(FullFashionMnist(), "fashion_mnist_copy");
+  ASSERT_THAT(other, IsOk());
+  EXPECT_EQ(other->spec["task"]["dataset"], "fashion_mnist_copy");
+  EXPECT_EQ(other->spec["task"]["max_epochs"], recommended["task"]["max_epochs"]);
+}
+
+TEST(DraftSpecTest, OnlyFullFashionMnistGetsTheRecommendedSpec) {
+  const ordered_json recommended = RecommendedFashionSpec();
+  ASSERT_TRUE(recommended.is_object());
+  DataSetSummary digits = FullFashionMnist();  // MNIST: the same shape, digit names
+  digits.class_names = FashionLike(std::vector<int64_t>(10, 6000)).class_names;
+  DataSetSummary subset = FullFashionMnist();  // too few images for 55,000 + 5,000
+  subset.train.per_class.assign(10, 1200);
+  DataSetSummary resized = FullFashionMnist();
+  resized.median_height = resized.median_width = 32;
+  for (const DataSetSummary& s : {digits, subset, resized}) {
+    auto d = DraftSpec(s, "fashion-mnist");
+    ASSERT_THAT(d, IsOk());
+    EXPECT_NE(d->spec["parameters"], recommended["parameters"]);
+    EXPECT_NE(d->spec["pruner"], recommended["pruner"]);
+    EXPECT_THAT(ServerAccepts(d->spec), IsOk());
+  }
+}
+
 TEST(DraftSpecTest, ThreeToOneIsStillBalancedAndAboveIsNot) {
   auto at = DraftSpec(FashionLike({300, 100}), "x");
   ASSERT_THAT(at, IsOk());
@@ -388,6 +438,10 @@ TEST(InitFashionMnistTest, TheInstalledDataSetIsInspected) {
   auto d = DraftSpec(*s, "fashion-mnist");
   ASSERT_THAT(d, IsOk());
   EXPECT_THAT(ServerAccepts(d->spec), IsOk());
+  // The installed files are recognized: the recommended spec.
+  ordered_json expected = RecommendedFashionSpec();
+  expected["name"] = expected["task"]["dataset"] = "fashion-mnist";
+  EXPECT_EQ(d->spec, expected);
 }
 
 }  // namespace

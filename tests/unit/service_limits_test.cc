@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "server/storage/sqlite_storage.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
+#include "worker/coordinator_client.h"
 
 namespace hpo::server {
 namespace {
@@ -55,8 +57,8 @@ class ServiceLimitsTest : public ::testing::Test {
     ConfigureServerBuilder(&builder);
     server_ = builder.BuildAndStart();
     ASSERT_TRUE(server_ != nullptr && port != 0);
-    stub_ = hpo::v1::Coordinator::NewStub(
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    address_ = "127.0.0.1:" + std::to_string(port);
+    stub_ = hpo::v1::Coordinator::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
@@ -144,6 +146,7 @@ class ServiceLimitsTest : public ::testing::Test {
   FakeClock clock_;
   ServiceOptions options_;
   int64_t last_study_ = 0;
+  std::string address_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<CoordinatorService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -344,6 +347,49 @@ TEST_F(StreamLimitTest, AnIdleStreamIsEndedAndABusyOneIsNot) {
   ASSERT_TRUE(Report(*fresh, trial, 0, &d));
   EXPECT_EQ(d.action(), hpo::v1::ProgressDecision::CONTINUE);
   EXPECT_EQ(service_->EndIdleStreams(), 0);
+}
+
+// A worker whose epochs outlast the idle timeout (a large data set on one thread) must not find its
+// stream closed, and retry, at every report: AskTrial tells it the timeout, and a report that comes
+// after half of it goes on a fresh stream.
+TEST_F(StreamLimitTest, AWorkerThatReportsLessOftenThanTheIdleTimeoutOpensAFreshStream) {
+  last_study_ = CreateStudy(ExternalSpec("slow-epochs", 10));
+  const std::atomic<bool> stop{false};
+  hpo::worker::CoordinatorClient client(address_, "w1", &stop);
+  auto a = client.Ask({"external"});
+  ASSERT_THAT(a, IsOk());
+  ASSERT_TRUE(a->assigned());
+  EXPECT_EQ(a->stream_idle_timeout_ms(), 300);
+  client.set_stream_idle_timeout(absl::Milliseconds(a->stream_idle_timeout_ms()));
+  const int64_t trial = a->trial().id();
+  hpo::v1::Measurement m;
+  m.set_value(0.5);
+  auto report = [&](int step) {
+    m.set_step(step);
+    auto d = client.Report(trial, m);
+    EXPECT_THAT(d, IsOk());
+    EXPECT_TRUE(d.ok() && d->action() == hpo::v1::ProgressDecision::CONTINUE);
+  };
+  report(0);
+  ASSERT_TRUE(WaitForOpenStreams(1));
+  std::this_thread::sleep_for(milliseconds(600));  // one slow epoch
+  EXPECT_EQ(service_->EndIdleStreams(), 1);        // the coordinator closes the quiet stream
+  report(1);                                       // on a fresh stream, which the client then closes
+  EXPECT_EQ(client.retries(), 0);
+  ASSERT_TRUE(WaitForOpenStreams(0));
+  std::this_thread::sleep_for(milliseconds(600));
+  EXPECT_EQ(service_->EndIdleStreams(), 0);  // nothing left for the coordinator to close
+  report(2);
+  EXPECT_EQ(client.retries(), 0);
+
+  // Without the timeout the same gap costs a retry: the report is written to the closed stream.
+  client.set_stream_idle_timeout(absl::ZeroDuration());
+  report(3);
+  ASSERT_TRUE(WaitForOpenStreams(1));
+  std::this_thread::sleep_for(milliseconds(600));
+  EXPECT_EQ(service_->EndIdleStreams(), 1);
+  report(4);
+  EXPECT_EQ(client.retries(), 1);
 }
 
 TEST_F(ServiceLimitsTest, BeginShutdownEndsStreamsAndRefusesNewCalls) {

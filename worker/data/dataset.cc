@@ -329,6 +329,12 @@ absl::StatusOr<std::shared_ptr<const DataSplit>> LoadSplit(const std::string& da
   return std::shared_ptr<const DataSplit>(std::move(split));
 }
 
+const std::vector<std::string>& FashionMnistClassNames() {
+  static const std::vector<std::string> kFashion = {"t-shirt", "trouser", "pullover", "dress", "coat",
+                                                    "sandal",  "shirt",   "sneaker",  "bag",   "ankle boot"};
+  return kFashion;
+}
+
 absl::StatusOr<std::vector<std::string>> ClassNamesFor(const std::string& dir, const std::string& format,
                                                        int num_classes) {
   const std::string file = (std::filesystem::path(dir) / "classes.txt").string();
@@ -350,12 +356,12 @@ absl::StatusOr<std::vector<std::string>> ClassNamesFor(const std::string& dir, c
     }
     return names;
   }
-  static const std::vector<std::string> kFashion = {"t-shirt", "trouser", "pullover", "dress", "coat",
-                                                    "sandal",  "shirt",   "sneaker",  "bag",   "ankle boot"};
   static const std::vector<std::string> kCifar10 = {"airplane", "automobile", "bird",  "cat",  "deer",
                                                     "dog",      "frog",       "horse", "ship", "truck"};
   const std::string base = std::filesystem::path(dir).filename().string();
-  if (format == "idx" && num_classes == 10 && base.find("fashion") != std::string::npos) return kFashion;
+  if (format == "idx" && num_classes == 10 && base.find("fashion") != std::string::npos) {
+    return FashionMnistClassNames();
+  }
   if (format == "cifar10" && num_classes == 10) return kCifar10;
   std::vector<std::string> names;
   for (int c = 0; c < num_classes; ++c) names.push_back(std::to_string(c));

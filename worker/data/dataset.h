@@ -76,6 +76,8 @@ struct SplitOptions {
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ClassNamesFor(const std::string& dir,
                                                                      const std::string& format,
                                                                      int num_classes);
+// Fashion-MNIST's class names, by label (what ClassNamesFor gives a Fashion-MNIST folder).
+const std::vector<std::string>& FashionMnistClassNames();
 
 // Copies the images at `indices` of `src` into a new set.
 ImageSet Subset(const ImageSet& src, const std::vector<int64_t>& indices);
