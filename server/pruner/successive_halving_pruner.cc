@@ -96,6 +96,13 @@ PruneDecision FromTree(const AshaOptions& o, Direction dir, const Trial& trial, 
                label);
 }
 
+// The tree of rung `step` in `rungs` (an empty one when no trial has reported there yet).
+const Tree& TreeAt(const std::map<int, Tree>& rungs, int step) {
+  static const Tree kEmpty;
+  auto it = rungs.find(step);
+  return it == rungs.end() ? kEmpty : it->second;
+}
+
 // Adds or removes the values `t` reported at the steps `is_rung` accepts, in trees by step.
 void CountRungs(const Trial& t, bool add, const std::function<bool(int)>& is_rung, std::map<int, Tree>* trees) {
   for (const Measurement& m : t.measurements) {
@@ -123,9 +130,7 @@ class AshaPruner final : public Pruner {
     if (trial.measurements.empty()) return PruneDecision{};
     const int k = RungOf(o_, trial.measurements.back().step);
     if (k < 0) return PruneDecision{};
-    static const Tree kEmpty;
-    auto it = rungs_.find(trial.measurements.back().step);
-    return FromTree(o_, study.spec.direction, trial, k, it == rungs_.end() ? kEmpty : it->second, "asha");
+    return FromTree(o_, study.spec.direction, trial, k, TreeAt(rungs_, trial.measurements.back().step), "asha");
   }
 
  private:
@@ -156,11 +161,10 @@ class HyperbandPruner final : public Pruner {
     const int step = trial.measurements.back().step;
     const int k = RungOf(a, step);
     if (k < 0) return PruneDecision{};
-    static const Tree kEmpty;
+    static const std::map<int, Tree> kNoRungs;
     auto rungs = brackets_.find(bracket);
-    if (rungs == brackets_.end()) return FromTree(a, study.spec.direction, trial, k, kEmpty, label);
-    auto it = rungs->second.find(step);
-    return FromTree(a, study.spec.direction, trial, k, it == rungs->second.end() ? kEmpty : it->second, label);
+    const Tree& tree = TreeAt(rungs == brackets_.end() ? kNoRungs : rungs->second, step);
+    return FromTree(a, study.spec.direction, trial, k, tree, label);
   }
 
  private:
