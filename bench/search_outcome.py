@@ -802,6 +802,38 @@ def markdown(summary, runs):
     return "\n".join(lines)
 
 
+def paired(runs):
+    """The first system against each other one, seed by seed: test-accuracy differences in points at each
+    checkpoint over the seeds both ran (a seed where either has no completed trial yet is left out)."""
+    systems = list(dict.fromkeys(r["system"] for r in runs))
+    labels = runs[0]["checkpoint_labels"]
+    by = {(r["system"], r["seed"]): r for r in runs}
+    lines = []
+    for other in systems[1:]:
+        seeds = sorted(s for (sy, s) in by if sy == systems[0] and (other, s) in by)
+        if len(seeds) < 2:
+            continue
+        cells = []
+        for k, l in enumerate(labels):
+            d = [100 * (by[(systems[0], s)]["checkpoints"][k]["test_accuracy"] -
+                        by[(other, s)]["checkpoints"][k]["test_accuracy"]) for s in seeds
+                 if by[(systems[0], s)]["checkpoints"][k].get("test_accuracy") is not None
+                 and by[(other, s)]["checkpoints"][k].get("test_accuracy") is not None]
+            if len(d) < 2:
+                cells.append("-")
+                continue
+            mean, se = statistics.mean(d), statistics.stdev(d) / math.sqrt(len(d))
+            wins, losses = sum(x > 0 for x in d), sum(x < 0 for x in d)
+            cells.append(f"{mean:+.2f} ± {se:.2f} (median {statistics.median(d):+.2f}; {wins} ahead, "
+                         f"{losses} behind, {len(d)} seeds)")
+        lines.append(f"| {systems[0]} − {other} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = [f"| test accuracy, points | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    return "\n".join(["", "Paired by seed: mean ± standard error of the difference (seeds both systems ran)", ""]
+                     + head + lines)
+
+
 def machine_info():
     info = {"nproc": os.cpu_count(), "loadavg_at_start": os.getloadavg()}
     try:
@@ -870,6 +902,7 @@ def main():
         if len(set(seen)) < len(seen):
             log("warning: some (system, seed) runs appear more than once; all of them count")
         print(markdown(summarize(runs), runs))
+        print(paired(runs))
         return
 
     if args.spec:
