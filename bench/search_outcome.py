@@ -815,10 +815,9 @@ def paired(runs):
             continue
         cells = []
         for k, l in enumerate(labels):
-            d = [100 * (by[(systems[0], s)]["checkpoints"][k]["test_accuracy"] -
-                        by[(other, s)]["checkpoints"][k]["test_accuracy"]) for s in seeds
-                 if by[(systems[0], s)]["checkpoints"][k].get("test_accuracy") is not None
-                 and by[(other, s)]["checkpoints"][k].get("test_accuracy") is not None]
+            pairs = [(by[(systems[0], s)]["checkpoints"][k].get("test_accuracy"),
+                      by[(other, s)]["checkpoints"][k].get("test_accuracy")) for s in seeds]
+            d = [100 * (a - b) for a, b in pairs if a is not None and b is not None]
             if len(d) < 2:
                 cells.append("-")
                 continue
@@ -829,7 +828,7 @@ def paired(runs):
         lines.append(f"| {systems[0]} − {other} | " + " | ".join(cells) + " |")
     if not lines:
         return ""
-    head = [f"| test accuracy, points | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+    head = ["| test accuracy, points | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
     return "\n".join(["", "Paired by seed: mean ± standard error of the difference (seeds both systems ran)", ""]
                      + head + lines)
 
