@@ -878,7 +878,9 @@ def main():
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
     ap.add_argument("--out", default=None, help="default bench/results/search_outcome_<timestamp>.json")
     ap.add_argument("--keep", action="store_true", help="keep each run's temporary folder (databases, logs)")
-    ap.add_argument("--merge", nargs="+", default=None, help="merge result files and print the table")
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="merge result files and print the table; FILE#SYSTEM takes one system's runs, LABEL=FILE names "
+                         "them LABEL; the first system is paired against each other one")
     # internal: one Optuna process
     ap.add_argument("--_optuna_child", action="store_true", help=argparse.SUPPRESS)
     for k, t in (("child_spec", str), ("child_storage", str), ("child_study", str), ("child_seed", int),
@@ -891,9 +893,26 @@ def main():
         return
     if args.merge:
         runs = []
-        for p in args.merge:
-            with open(p) as f:
-                runs += json.load(f)["runs"]
+        for arg in args.merge:
+            # LABEL=FILE names every run of FILE's system LABEL, so that two variants of one system (a spec
+            # option, a pruner setting) are told apart in the table and paired against each other.
+            # FILE#SYSTEM takes only that system's runs from FILE.
+            label, sep, path = arg.partition("=")
+            if not sep or os.path.exists(arg):
+                label, path = None, arg
+            path, _, only = path.partition("#")
+            with open(path) as f:
+                file_runs = json.load(f)["runs"]
+            if only:
+                file_runs = [r for r in file_runs if r["system"] == only]
+                if not file_runs:
+                    raise SystemExit(f"{path} has no runs of system {only!r}")
+            if label is not None:
+                if len({r["system"] for r in file_runs}) > 1:
+                    raise SystemExit(f"{path} holds more than one system: name one with {path}#SYSTEM")
+                for r in file_runs:
+                    r["system"] = label
+            runs += file_runs
         budgets = {r["budget_s"] for r in runs}
         if len(budgets) > 1:
             raise SystemExit(f"the files mix budgets {sorted(budgets)} s: merge runs of one budget")
