@@ -7,7 +7,9 @@ Reads result files of bench/search_outcome.py and prints, per run:
     all epochs, the median and best final value;
   - the best completed trial's configuration.
 Then, pooled over every run given: the Spearman rank correlation between a trial's best value up to epoch k
-and its final value, over the trials that trained all epochs (how well rung k ranks the trials that count).
+and its final value, over the trials that trained all epochs (how well rung k ranks the trials that count),
+and the correlation of each numeric parameter with the value after epoch 1, the best up to epoch 3 and the
+final value (a parameter whose sign or size changes between them is one an early rung misjudges).
 
   /usr/bin/python3 bench/outcome_analysis.py bench/results/search_outcome_30min_seed*.json
 """
@@ -50,6 +52,7 @@ def main():
     ap.add_argument("--param", default="batch_size", help="the parameter to break trials down by")
     args = ap.parse_args()
     full = []  # (values) of trials that trained every epoch, pooled
+    full_params = []  # their parameters
     for path in args.files:
         with open(path) as f:
             doc = json.load(f)
@@ -82,6 +85,7 @@ def main():
                       f"{json.dumps(best['params'], sort_keys=True)}")
             print()
             full += [t["values"][:epochs] for t in trials if len(t["values"]) >= epochs]
+            full_params += [t["params"] for t in trials if len(t["values"]) >= epochs]
     if len(full) >= 5:
         epochs = min(len(v) for v in full)
         final = [max(v) for v in full]
@@ -90,6 +94,15 @@ def main():
         print("|---|" + "---|" * (epochs - 1))
         print("| Spearman rho | " + " | ".join(f"{spearman([max(v[:k]) for v in full], final):.2f}"
                                               for k in range(1, epochs)) + " |")
+        numeric = [k for k in sorted(full_params[0]) if all(isinstance(p.get(k), (int, float)) for p in full_params)]
+        print()
+        print(f"## Rank correlation of each numeric parameter with the value, the same {len(full)} trials")
+        print(f"| parameter | after epoch 1 | best up to epoch {min(3, epochs)} | final |")
+        print("|---|---|---|---|")
+        for k in numeric:
+            x = [float(p[k]) for p in full_params]
+            print(f"| {k} | {spearman(x, [v[0] for v in full]):+.2f} | "
+                  f"{spearman(x, [max(v[:3]) for v in full]):+.2f} | {spearman(x, final):+.2f} |")
 
 
 if __name__ == "__main__":
