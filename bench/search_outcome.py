@@ -901,8 +901,11 @@ def main():
             if not sep or os.path.exists(arg):
                 label, path = None, arg
             path, _, only = path.partition("#")
-            with open(path) as f:
-                file_runs = json.load(f)["runs"]
+            try:
+                with open(path) as f:
+                    file_runs = json.load(f)["runs"]
+            except (OSError, ValueError, KeyError) as e:
+                raise SystemExit(f"--merge {arg!r}: cannot read a results file at {path}: {e}")
             if only:
                 file_runs = [r for r in file_runs if r["system"] == only]
                 if not file_runs:
