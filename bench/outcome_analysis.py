@@ -51,8 +51,7 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("--param", default="batch_size", help="the parameter to break trials down by")
     args = ap.parse_args()
-    full = []  # (values) of trials that trained every epoch, pooled
-    full_params = []  # their parameters
+    full = []  # (values, params) of the trials that trained every epoch, pooled
     for path in args.files:
         with open(path) as f:
             doc = json.load(f)
@@ -84,9 +83,10 @@ def main():
                 print(f"best completed: trial {best['number']}, val {best['value']}, test {best.get('test_accuracy')}: "
                       f"{json.dumps(best['params'], sort_keys=True)}")
             print()
-            full += [t["values"][:epochs] for t in trials if len(t["values"]) >= epochs]
-            full_params += [t["params"] for t in trials if len(t["values"]) >= epochs]
+            full += [(t["values"][:epochs], t["params"]) for t in trials if len(t["values"]) >= epochs]
     if len(full) >= 5:
+        full_params = [p for _, p in full]
+        full = [v for v, _ in full]
         epochs = min(len(v) for v in full)
         final = [max(v) for v in full]
         print(f"## Rank correlation with the final value, {len(full)} trials that trained all epochs, pooled")
@@ -97,12 +97,13 @@ def main():
         numeric = [k for k in sorted(full_params[0]) if all(isinstance(p.get(k), (int, float)) for p in full_params)]
         print()
         print(f"## Rank correlation of each numeric parameter with the value, the same {len(full)} trials")
-        print(f"| parameter | after epoch 1 | best up to epoch {min(3, epochs)} | final |")
+        mid = min(3, epochs)
+        print(f"| parameter | after epoch 1 | best up to epoch {mid} | final |")
         print("|---|---|---|---|")
+        first, up_to_mid = [v[0] for v in full], [max(v[:mid]) for v in full]
         for k in numeric:
             x = [float(p[k]) for p in full_params]
-            print(f"| {k} | {spearman(x, [v[0] for v in full]):+.2f} | "
-                  f"{spearman(x, [max(v[:3]) for v in full]):+.2f} | {spearman(x, final):+.2f} |")
+            print(f"| {k} | {spearman(x, first):+.2f} | {spearman(x, up_to_mid):+.2f} | {spearman(x, final):+.2f} |")
 
 
 if __name__ == "__main__":
