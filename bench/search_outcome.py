@@ -44,6 +44,7 @@ Merge result files of separate sessions and print the table again:
   /usr/bin/python3 bench/search_outcome.py --merge bench/results/search_outcome_A.json bench/results/search_outcome_B.json
 """
 import argparse
+import contextlib
 import copy
 import datetime
 import gzip
@@ -581,10 +582,14 @@ def parse_layout(s):
     return int(a), int(b)
 
 
-def run_hpo(spec, seed, layout, args, tmp):
+@contextlib.contextmanager
+def hpo_service(spec, layout, args, tmp, before_workers=None):
+    """A real hpo-server on a temporary SQLite database in tmp, the study of `spec` created with hpoctl, then
+    `before_workers(ctl, study)` (to enqueue trials, say) and layout's hpo-workers (WORKERSxTHREADS) started.
+    Yields (ctl, study, workers, db): ctl is the hpoctl command prefix for this server. Stops them all on exit."""
     server_bin = find_binary(args.build, "server", "hpo-server")
     worker_bin = find_binary(args.build, "worker", "hpo-worker")
-    ctl = find_binary(args.build, "client", "hpoctl")
+    ctl_bin = find_binary(args.build, "client", "hpoctl")
     workers_n, threads = parse_layout(layout)
     spec_path = os.path.join(tmp, "spec.json")
     with open(spec_path, "w") as f:
@@ -592,7 +597,7 @@ def run_hpo(spec, seed, layout, args, tmp):
     db = os.path.join(tmp, "hpo.db")
     port_file = os.path.join(tmp, "port")
     logs = []
-    wall0 = time.time()
+    t0 = time.time()
     slog = open(os.path.join(tmp, "server.log"), "w")
     logs.append(slog)
     server = subprocess.Popen([server_bin, "--listen=127.0.0.1:0", f"--port_file={port_file}", f"--db={db}",
@@ -600,33 +605,39 @@ def run_hpo(spec, seed, layout, args, tmp):
     workers = []
     try:
         while not (os.path.exists(port_file) and open(port_file).read().strip()):
-            if server.poll() is not None or time.time() - wall0 > 30:
+            if server.poll() is not None or time.time() - t0 > 30:
                 raise SystemExit(f"hpo-server did not start; see {tmp}/server.log")
             time.sleep(0.02)
-        addr = f"127.0.0.1:{open(port_file).read().strip()}"
-        out = subprocess.run([ctl, f"--coordinator={addr}", "create", spec_path], capture_output=True, text=True)
+        ctl = [ctl_bin, f"--coordinator=127.0.0.1:{open(port_file).read().strip()}"]
+        out = subprocess.run(ctl + ["create", spec_path], capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"hpoctl create failed: {out.stdout}{out.stderr}")
         study = out.stdout.strip().splitlines()[-1].strip()
+        if before_workers:
+            before_workers(ctl, study)
         for i in range(workers_n):
             wlog = open(os.path.join(tmp, f"worker{i}.log"), "w")
             logs.append(wlog)
             workers.append(subprocess.Popen(
-                [worker_bin, f"--coordinator={addr}", f"--data_root={args.data_root}", f"--threads={threads}",
+                [worker_bin, ctl[1], f"--data_root={args.data_root}", f"--threads={threads}",
                  f"--worker_id=w{i}"], stdout=wlog, stderr=subprocess.STDOUT))
-        deadline = wall0 + args.budget_min * 60
-        while time.time() < deadline:
-            time.sleep(min(1.0, max(0.0, deadline - time.time())))
-            for wp in workers:
-                if wp.poll() is not None:
-                    raise SystemExit(f"hpo-worker exited with {wp.returncode}; see {tmp}")
-        subprocess.run([ctl, f"--coordinator={addr}", "stop", study], capture_output=True, text=True)
+        yield ctl, study, workers, db
     finally:
         for wp in workers:
             stop_proc(wp)
         stop_proc(server)
         for f in logs:
             f.close()
+
+
+def check_workers(workers, tmp):
+    for wp in workers:
+        if wp.poll() is not None:
+            raise SystemExit(f"hpo-worker exited with {wp.returncode}; see {tmp}")
+
+
+def read_trials(db, wall0):
+    """Every trial of an hpo database, times in seconds since wall0."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     trials = []
     for tid, number, state, value, best_step, fm, params, started, finished, reason in con.execute(
@@ -647,6 +658,17 @@ def run_hpo(spec, seed, layout, args, tmp):
         })
     con.close()
     return trials
+
+
+def run_hpo(spec, seed, layout, args, tmp):
+    wall0 = time.time()
+    deadline = wall0 + args.budget_min * 60
+    with hpo_service(spec, layout, args, tmp) as (ctl, study, workers, db):
+        while time.time() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.time())))
+            check_workers(workers, tmp)
+        subprocess.run(ctl + ["stop", study], capture_output=True, text=True)
+    return read_trials(db, wall0)
 
 
 def child_env(threads):

@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""Retrain the configurations the searches picked: how good they are, and how much of a best test accuracy is
+one training's luck (issue 16).
+
+A search-outcome run reports the test accuracy of one training of the configuration it picked (the best
+completed trial by validation accuracy). That figure mixes two things: how good the configuration is, and how
+lucky that one training was (weight initialisation, shuffling, dropout). It is also picked as a maximum over
+many noisy validation values, so it flatters the search that tried more trials.
+
+This script takes, from each run in the given bench/search_outcome.py result files, the trial that was best at
+the end of the budget (or at --at_min), and trains its configuration --repeats more times with real
+`hpo-server` and `hpo-worker` processes (--layout, default two workers with one thread each) on the run's own
+task: the same training, validation and test subsets, the same epochs, no pruning. Each retraining is a new
+trial number, so a new training seed. The configurations of all runs are retrained by the same trainer,
+hpo-worker, including those Optuna's PyTorch trainer picked.
+
+It prints, per picked configuration, the original and retrained validation and test accuracy; the spread of one
+training's test accuracy for a fixed configuration (pooled within-configuration standard deviation of the
+retrainings); how much the original validation accuracy overstated the retrained one, per system (selection);
+and, per seed, the retrained test accuracy of one system's pick minus the other's (the first system named
+against each other one): a comparison of what the searches found with one training's luck averaged out.
+
+  /usr/bin/python3 bench/retrain_best.py --repeats 2 bench/results/search_outcome_30min_seed0.json \\
+      bench/results/search_outcome_30min_seed{1,2,3,4}_{hpo,optuna}.json --out bench/results/retrain_best.json
+  # smoke, ~1 min: 1 epoch on small subsets
+  /usr/bin/python3 bench/retrain_best.py --repeats 1 --train_examples 2000 --val_examples 500 --max_epochs 1 \\
+      bench/results/search_outcome_30min_seed0.json --out /tmp/retrain_smoke.json
+
+FILE#SYSTEM takes one system's runs of FILE, as in `search_outcome.py --merge`.
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import search_outcome as so  # noqa: E402
+
+
+def picks_of(paths, at_min):
+    """One pick per run: (system, seed, trial, task, spec) of the best completed trial at at_min or the end."""
+    picks = []
+    for arg in paths:
+        path, _, only = arg.partition("#")
+        try:
+            with open(path) as f:
+                runs = json.load(f)["runs"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"cannot read a search_outcome results file at {path}: {e}")
+        if only:
+            runs = [r for r in runs if r["system"] == only]
+            if not runs:
+                raise SystemExit(f"{path} has no runs of system {only!r}")
+        for r in runs:
+            point = so.at_time(r["curve"], at_min * 60 if at_min else r["budget_s"])
+            if point is None:
+                print(f"{path}: {r['system']} seed {r['seed']} has no completed trial by then; left out")
+                continue
+            trial = next(t for t in r["trials"] if t["number"] == point[3])
+            picks.append({"system": r["system"], "seed": r["seed"], "file": path, "trial": trial["number"],
+                          "params": trial["params"], "val": trial["value"], "test": trial["test_accuracy"],
+                          "task": r["spec"]["task"], "spec": r["spec"],
+                          "epoch_s": (trial["epoch_end_s"][-1] - trial["started_s"]) / len(trial["epoch_end_s"])})
+    return picks
+
+
+def same_params(a, b):
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, float) or isinstance(y, float):
+            if isinstance(x, bool) or isinstance(y, bool) or not math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def retrain(group, repeats, args, tmp):
+    """Trains every pick of one task `repeats` times in one study (pruner none, max_trials = the number
+    enqueued); returns the finished trials."""
+    base = group[0]["spec"]
+    spec = {"name": "retrain-best", "objective": base.get("objective", {"metric": "val_accuracy"}),
+            "task": copy.deepcopy(group[0]["task"]), "parameters": base["parameters"],
+            "sampler": {"type": "random", "seed": 0}, "pruner": {"type": "none"},
+            "max_trials": len(group) * repeats}
+    for k in ("train_examples", "val_examples", "max_epochs"):
+        if getattr(args, k) is not None:
+            spec["task"][k] = getattr(args, k)
+
+    def enqueue(ctl, study):
+        # Round by round, so that an interrupted run still has one retraining of every pick; the slowest
+        # configurations first in each round, so that the two workers finish the round together.
+        order = sorted(group, key=lambda p: -p["epoch_s"])
+        for r in range(repeats):
+            for i, p in enumerate(order):
+                path = os.path.join(tmp, f"params-{r}-{i}.json")
+                with open(path, "w") as f:
+                    json.dump(p["params"], f)
+                out = subprocess.run(ctl + ["enqueue", study, path], capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise SystemExit(f"hpoctl enqueue failed for {p['system']} seed {p['seed']}: "
+                                     f"{out.stdout}{out.stderr}")
+
+    wall0 = time.time()
+    n = len(group) * repeats
+    with so.hpo_service(spec, args.layout, args, tmp, before_workers=enqueue) as (ctl, study, workers, db):
+        # The server holds its database exclusively while it runs: `hpoctl watch` returns when the study is
+        # finished, that is when all max_trials trainings have ended.
+        with open(os.path.join(tmp, "watch.log"), "w") as wl:
+            watch = subprocess.Popen(ctl + ["watch", study], stdout=wl, stderr=subprocess.STDOUT)
+            try:
+                while watch.poll() is None:
+                    time.sleep(2)
+                    so.check_workers(workers, tmp)
+                    if time.time() - wall0 > args.max_min * 60:
+                        so.log(f"stopped after --max_min {args.max_min:g} before all {n} trainings ended")
+                        break
+            finally:
+                so.stop_proc(watch)
+        if watch.returncode not in (0, -15):
+            raise SystemExit(f"hpoctl watch exited with {watch.returncode}; see {tmp}/watch.log")
+    return [t for t in so.read_trials(db, wall0) if t["finished_s"] is not None]
+
+
+def report(picks):
+    lines = ["| system | seed | trial | original val / test | retrained val / test | retrained test mean |",
+             "|---|---|---|---|---|---|"]
+    for p in picks:
+        rt = ", ".join(f"{v:.4f}/{t:.4f}" for v, t in zip(p["retrain_val"], p["retrain_test"]))
+        mean = f"{statistics.mean(p['retrain_test']):.4f}" if p["retrain_test"] else "-"
+        lines.append(f"| {p['system']} | {p['seed']} | {p['trial']} | {p['val']:.4f} / {p['test']:.4f} | {rt} | "
+                     f"{mean} |")
+    out = {"table": "\n".join(lines)}
+    # Pooled within-configuration SD of one training's test accuracy (retrainings only: one trainer).
+    ss, df = 0.0, 0
+    for p in picks:
+        xs = p["retrain_test"]
+        if len(xs) > 1:
+            m = statistics.mean(xs)
+            ss += sum((x - m) ** 2 for x in xs)
+            df += len(xs) - 1
+    out["training_sd_points"] = 100 * math.sqrt(ss / df) if df else None
+    out["training_sd_df"] = df
+    systems = list(dict.fromkeys(p["system"] for p in picks))
+    out["selection"] = {}
+    for s in systems:
+        ps = [p for p in picks if p["system"] == s and p["retrain_val"]]
+        if ps:
+            gap = [100 * (p["val"] - statistics.mean(p["retrain_val"])) for p in ps]
+            orig_gap = [100 * (p["test"] - statistics.mean(p["retrain_test"])) for p in ps]
+            out["selection"][s] = {"picks": len(ps), "val_overstated_points": statistics.mean(gap),
+                                   "original_test_minus_retrained_points": statistics.mean(orig_gap),
+                                   "retrained_test_median": statistics.median(
+                                       statistics.mean(p["retrain_test"]) for p in ps),
+                                   "original_test_median": statistics.median(p["test"] for p in ps)}
+    out["paired"] = {}
+    by = {(p["system"], p["seed"]): p for p in picks if p["retrain_test"]}
+    for other in systems[1:]:
+        seeds = sorted(s for (sy, s) in by if sy == systems[0] and (other, s) in by)
+        d = [100 * (statistics.mean(by[(systems[0], s)]["retrain_test"]) -
+                    statistics.mean(by[(other, s)]["retrain_test"])) for s in seeds]
+        if d:
+            se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else None
+            out["paired"][f"{systems[0]} - {other}"] = {"seeds": seeds, "diff_points": d,
+                                                        "mean": statistics.mean(d), "se": se}
+    return out
+
+
+def print_report(out):
+    print(out["table"])
+    print()
+    if out["training_sd_points"] is not None:
+        print(f"One training's test accuracy, fixed configuration: SD {out['training_sd_points']:.2f} points "
+              f"(pooled over retrainings, {out['training_sd_df']} degrees of freedom)")
+    for s, v in out["selection"].items():
+        print(f"{s}: {v['picks']} picks; original validation exceeds the retrained mean by "
+              f"{v['val_overstated_points']:+.2f} points; original test minus retrained mean "
+              f"{v['original_test_minus_retrained_points']:+.2f}; median test original {v['original_test_median']:.4f}, "
+              f"retrained {v['retrained_test_median']:.4f}")
+    for k, v in out["paired"].items():
+        se = f" ± {v['se']:.2f}" if v["se"] is not None else ""
+        print(f"paired by seed, retrained test, {k}: {v['mean']:+.2f}{se} points over seeds {v['seeds']} "
+              f"({', '.join(f'{x:+.2f}' for x in v['diff_points'])})")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="*", help="search_outcome.py result files (FILE or FILE#SYSTEM)")
+    ap.add_argument("--repeats", type=int, default=2, help="retrainings of each picked configuration")
+    ap.add_argument("--at_min", type=float, default=None, help="take the best trial at this minute (default: end)")
+    ap.add_argument("--layout", default="2x1", help="hpo-workers x threads")
+    ap.add_argument("--train_examples", type=int, default=None, help="overrides the task (smoke runs only)")
+    ap.add_argument("--val_examples", type=int, default=None, help="overrides the task (smoke runs only)")
+    ap.add_argument("--max_epochs", type=int, default=None, help="overrides the task (smoke runs only)")
+    ap.add_argument("--max_min", type=float, default=120.0, help="stop waiting after this many minutes")
+    ap.add_argument("--data_root", default="/usr/share/datasets")
+    ap.add_argument("--build", default=os.path.join(so.REPO, "build"))
+    ap.add_argument("--out", default=None, help="write picks, retrainings and the summary as JSON")
+    ap.add_argument("--report", default=None, help="print the report of an earlier --out file and exit")
+    args = ap.parse_args()
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
+    if args.report:
+        with open(args.report) as f:
+            print_report(json.load(f)["summary"])
+        return
+    if not args.files:
+        raise SystemExit("name at least one search_outcome.py results file")
+    picks = picks_of(args.files, args.at_min)
+    if not picks:
+        raise SystemExit("no run has a completed trial to retrain")
+    groups = {}
+    for p in picks:
+        groups.setdefault(json.dumps(p["task"], sort_keys=True), []).append(p)
+    load0 = os.getloadavg()
+    t0 = time.time()
+    for group in groups.values():
+        tmp = tempfile.mkdtemp(prefix="retrain-best.")
+        so.log(f"retraining {len(group)} configurations x {args.repeats} in {tmp}")
+        trials = retrain(group, args.repeats, args, tmp)
+        for p in group:
+            mine = [t for t in trials if t["state"] == "COMPLETED" and same_params(t["params"], p["params"])]
+            p["retrain_val"] = [t["value"] for t in mine]
+            p["retrain_test"] = [t["test_accuracy"] for t in mine]
+            p["retrain_trials"] = [{k: t[k] for k in ("number", "value", "best_step", "test_accuracy", "values")}
+                                   for t in mine]
+        failed = [t for t in trials if t["state"] != "COMPLETED"]
+        if failed:
+            so.log(f"{len(failed)} retrainings did not complete: {[t['reason'] for t in failed]}")
+    out = report(picks)
+    print_report(out)
+    if args.out:
+        doc = {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+               "machine": so.machine_info(), "loadavg_before": load0, "loadavg_after": os.getloadavg(),
+               "wall_s": time.time() - t0,
+               "picks": [{k: v for k, v in p.items() if k not in ("spec",)} for p in picks], "summary": out}
+        so.write(args.out, doc)
+        print(f"\nraw results: {os.path.relpath(args.out, os.getcwd())}")
+
+
+if __name__ == "__main__":
+    main()
