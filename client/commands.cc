@@ -615,9 +615,12 @@ absl::Status Watch(Context& ctx, const std::vector<std::string>& args) {
                absl::StrCat("trial ", t.number(), " started on ", t.worker(), ": ", ParamsText(t)));
         }
       } else if (it->second.first == hpo::v1::TRIAL_WAITING && t.state() == hpo::v1::TRIAL_RUNNING) {
+        // A trial seen waiting is a retry of a failed one, or one queued with `hpoctl enqueue`.
         emit({{"event", "started"}, {"trial", t.number()}, {"params", ParamsToJson(t.params())}},
-             absl::StrCat("trial ", t.number(), " (retry of trial ", t.retry_of(), ") started on ",
-                          t.worker()));
+             t.retry_of() >= 0 ? absl::StrCat("trial ", t.number(), " (retry of trial ", t.retry_of(),
+                                              ") started on ", t.worker())
+                               : absl::StrCat("trial ", t.number(), " (queued) started on ", t.worker(), ": ",
+                                              ParamsText(t)));
       }
       for (int k = it->second.second; k < t.measurements_size(); ++k) {
         const auto& m = t.measurements(k);

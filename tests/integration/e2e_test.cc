@@ -372,8 +372,19 @@ TEST_F(EndToEndTest, DiagnosisNamesTheProblemEachStudyWasBuiltToHave) {
     }
     studies.push_back(study);
   }
+  // Watched from before any worker asks: each queued trial is seen waiting, then started.
+  const std::string watch_log = (dir_ / "watch-queued.log").string();
+  Process watch = Process::Start({HPO_CTL_BIN, "--coordinator=" + address_, "watch", std::to_string(studies[0])},
+                                 watch_log);
+  std::this_thread::sleep_for(seconds(1));
   StartWorker("w1");  // only now: every trial was queued before anyone asked
   StartWorker("w2");
+  ASSERT_EQ(watch.Wait(seconds(300)), 0);
+  std::ifstream in(watch_log);
+  const std::string watched((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(watched.find("trial 0 (queued) started on w"), std::string::npos) << watched;
+  EXPECT_NE(watched.find("learning_rate"), std::string::npos) << watched;  // with its parameters
+  EXPECT_EQ(watched.find("retry of"), std::string::npos) << watched;      // nothing here is a retry
   for (size_t i = 0; i < cases.size(); ++i) {
     ASSERT_EQ(Ctl({"watch", std::to_string(studies[i])}, seconds(300)).exit_code, 0);
     CommandResult d = Ctl({"--json", "diagnose", std::to_string(studies[i])});
