@@ -46,18 +46,8 @@ import search_outcome as so  # noqa: E402
 def picks_of(paths, at_min):
     """One pick per run: (system, seed, trial, task, spec) of the best completed trial at at_min or the end."""
     picks = []
-    for arg in paths:
-        path, _, only = arg.partition("#")
-        try:
-            with open(path) as f:
-                runs = json.load(f)["runs"]
-        except (OSError, ValueError, KeyError) as e:
-            raise SystemExit(f"cannot read a search_outcome results file at {path}: {e}")
-        if only:
-            runs = [r for r in runs if r["system"] == only]
-            if not runs:
-                raise SystemExit(f"{path} has no runs of system {only!r}")
-        for r in runs:
+    for path in paths:
+        for r in so.read_runs(path):
             point = so.at_time(r["curve"], at_min * 60 if at_min else r["budget_s"])
             if point is None:
                 print(f"{path}: {r['system']} seed {r['seed']} has no completed trial by then; left out")

@@ -884,6 +884,21 @@ def write(path, doc):
     os.replace(tmp, path)
 
 
+def read_runs(arg):
+    """The runs of a results file named FILE, or only one system's runs with FILE#SYSTEM."""
+    path, _, only = arg.partition("#")
+    try:
+        with open(path) as f:
+            runs = json.load(f)["runs"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"cannot read a results file at {path}: {e}")
+    if only:
+        runs = [r for r in runs if r["system"] == only]
+        if not runs:
+            raise SystemExit(f"{path} has no runs of system {only!r}")
+    return runs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget_min", type=float, default=30.0, help="wall-clock minutes per system and seed")
@@ -922,16 +937,7 @@ def main():
             label, sep, path = arg.partition("=")
             if not sep or os.path.exists(arg):
                 label, path = None, arg
-            path, _, only = path.partition("#")
-            try:
-                with open(path) as f:
-                    file_runs = json.load(f)["runs"]
-            except (OSError, ValueError, KeyError) as e:
-                raise SystemExit(f"--merge {arg!r}: cannot read a results file at {path}: {e}")
-            if only:
-                file_runs = [r for r in file_runs if r["system"] == only]
-                if not file_runs:
-                    raise SystemExit(f"{path} has no runs of system {only!r}")
+            file_runs = read_runs(path)
             if label is not None:
                 if len({r["system"] for r in file_runs}) > 1:
                     raise SystemExit(f"{path} holds more than one system: name one with {path}#SYSTEM")
