@@ -120,6 +120,78 @@ def retrain(group, repeats, args, tmp):
     return [t for t in so.read_trials(db, wall0) if t["finished_s"] is not None]
 
 
+def retrain_torch(group, repeats, args, tmp):
+    """The same retrainings by the PyTorch trainer of Optuna's side (search_outcome.py's train_trial, which
+    mirrors hpo-worker's), in --layout's processes x threads, each process with search_outcome.py's
+    allocator and thread settings. Returns the finished trainings, each with the index of its pick."""
+    procs_n, threads = so.parse_layout(args.layout)
+    task = dict(group[0]["task"])
+    for k in ("train_examples", "val_examples", "max_epochs"):
+        if getattr(args, k) is not None:
+            task[k] = getattr(args, k)
+    jobs = [[] for _ in range(procs_n)]
+    load = [0.0] * procs_n
+    # Round by round, the slowest configurations first, each onto the least loaded process.
+    for r in range(repeats):
+        for i in sorted(range(len(group)), key=lambda i: -group[i]["epoch_s"]):
+            k = load.index(min(load))
+            jobs[k].append({"pick": i, "repeat": r, "params": group[i]["params"], "seed": 0x7E7A0000 + 1000 * r + i})
+            load[k] += group[i]["epoch_s"]
+    env, _ = so.child_env(threads)
+    procs, outs = [], []
+    for k in range(procs_n):
+        job = os.path.join(tmp, f"torch-jobs-{k}.json")
+        outs.append(os.path.join(tmp, f"torch-out-{k}.json"))
+        with open(job, "w") as f:
+            json.dump({"task": task, "objective": group[0]["spec"].get("objective", {}), "threads": threads,
+                       "data_root": args.data_root, "jobs": jobs[k], "out": outs[k]}, f)
+        log = open(os.path.join(tmp, f"torch-{k}.log"), "w")
+        procs.append((subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_torch_child", job],
+                                       stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    try:
+        for pr, _ in procs:
+            pr.wait(timeout=args.max_min * 60)
+    finally:
+        for pr, log in procs:
+            so.stop_proc(pr)
+            log.close()
+    done = []
+    for k, out in enumerate(outs):
+        if procs[k][0].returncode != 0:
+            so.log(f"PyTorch process {k} exited with {procs[k][0].returncode}; see {tmp}/torch-{k}.log")
+        if os.path.exists(out):
+            with open(out) as f:
+                done += json.load(f)
+    return done
+
+
+def torch_child(job_path):
+    """One PyTorch process: trains its jobs one after the other, writing the results after each."""
+    with open(job_path) as f:
+        job = json.load(f)
+    import torch
+    torch.set_num_threads(job["threads"])
+    task = job["task"]
+    data = so.load_split(job["data_root"], task)
+    metric = job["objective"].get("metric", "val_accuracy")
+    minimize = job["objective"].get("direction", "minimize" if metric == "val_loss" else "maximize") == "minimize"
+    results = []
+    for j in job["jobs"]:
+        values = []
+        best, best_epoch, _, model, _ = so.train_trial(
+            so.cnn_config(j["params"]), data, int(task.get("max_epochs", 10)), metric, minimize, j["seed"],
+            lambda epoch, value, m: values.append(value) or True, float("inf"))
+        net, mean, std, loss_fn = model
+        tx, ty = data["test"]
+        test = so.evaluate(net, tx, ty, mean, std, data["classes"], loss_fn)["val_accuracy"]
+        results.append({"pick": j["pick"], "repeat": j["repeat"], "seed": j["seed"], "value": best,
+                        "best_step": best_epoch, "test_accuracy": test, "values": values})
+        with open(job["out"] + ".tmp", "w") as f:
+            json.dump(results, f)
+        os.replace(job["out"] + ".tmp", job["out"])
+        print(f"pick {j['pick']} repeat {j['repeat']}: val {best:.4f} test {test:.4f}", flush=True)
+
+
 def report(picks):
     lines = ["| system | seed | trial | original val / test | retrained val / test | retrained test mean |",
              "|---|---|---|---|---|---|"]
@@ -186,7 +258,9 @@ def main():
     ap.add_argument("files", nargs="*", help="search_outcome.py result files (FILE or FILE#SYSTEM)")
     ap.add_argument("--repeats", type=int, default=2, help="retrainings of each picked configuration")
     ap.add_argument("--at_min", type=float, default=None, help="take the best trial at this minute (default: end)")
-    ap.add_argument("--layout", default="2x1", help="hpo-workers x threads")
+    ap.add_argument("--trainer", choices=["hpo", "pytorch"], default="hpo",
+                    help="hpo: real hpo-server and hpo-workers; pytorch: the PyTorch trainer of Optuna's side")
+    ap.add_argument("--layout", default="2x1", help="hpo-workers (or PyTorch processes) x threads")
     ap.add_argument("--train_examples", type=int, default=None, help="overrides the task (smoke runs only)")
     ap.add_argument("--val_examples", type=int, default=None, help="overrides the task (smoke runs only)")
     ap.add_argument("--max_epochs", type=int, default=None, help="overrides the task (smoke runs only)")
@@ -195,7 +269,11 @@ def main():
     ap.add_argument("--build", default=os.path.join(so.REPO, "build"))
     ap.add_argument("--out", default=None, help="write picks, retrainings and the summary as JSON")
     ap.add_argument("--report", default=None, help="print the report of an earlier --out file and exit")
+    ap.add_argument("--_torch_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args._torch_child:
+        torch_child(args._torch_child)
+        return
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
     if args.report:
@@ -214,7 +292,15 @@ def main():
     t0 = time.time()
     for group in groups.values():
         tmp = tempfile.mkdtemp(prefix="retrain-best.")
-        so.log(f"retraining {len(group)} configurations x {args.repeats} in {tmp}")
+        so.log(f"retraining {len(group)} configurations x {args.repeats} with the {args.trainer} trainer in {tmp}")
+        if args.trainer == "pytorch":
+            done = retrain_torch(group, args.repeats, args, tmp)
+            for i, p in enumerate(group):
+                mine = sorted((t for t in done if t["pick"] == i), key=lambda t: t["repeat"])
+                p["retrain_val"] = [t["value"] for t in mine]
+                p["retrain_test"] = [t["test_accuracy"] for t in mine]
+                p["retrain_trials"] = mine
+            continue
         trials = retrain(group, args.repeats, args, tmp)
         for p in group:
             mine = [t for t in trials if t["state"] == "COMPLETED" and same_params(t["params"], p["params"])]
@@ -228,7 +314,7 @@ def main():
     out = report(picks)
     print_report(out)
     if args.out:
-        doc = {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        doc = {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "trainer": args.trainer,
                "machine": so.machine_info(), "loadavg_before": load0, "loadavg_after": os.getloadavg(),
                "wall_s": time.time() - t0,
                "picks": [{k: v for k, v in p.items() if k not in ("spec",)} for p in picks], "summary": out}
