@@ -277,8 +277,12 @@ def main():
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
     if args.report:
-        with open(args.report) as f:
-            print_report(json.load(f)["summary"])
+        try:
+            with open(args.report) as f:
+                summary = json.load(f)["summary"]
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"cannot read a retrain_best.py results file at {args.report}: {e}")
+        print_report(summary)
         return
     if not args.files:
         raise SystemExit("name at least one search_outcome.py results file")
