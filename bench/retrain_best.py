@@ -148,9 +148,14 @@ def retrain_torch(group, repeats, args, tmp):
         log = open(os.path.join(tmp, f"torch-{k}.log"), "w")
         procs.append((subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_torch_child", job],
                                        stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    deadline = time.time() + args.max_min * 60
     try:
         for pr, _ in procs:
-            pr.wait(timeout=args.max_min * 60)
+            try:
+                pr.wait(timeout=max(1.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                so.log(f"stopped after --max_min {args.max_min:g}: the trainings finished by then count")
+                break
     finally:
         for pr, log in procs:
             so.stop_proc(pr)
