@@ -60,17 +60,13 @@ def picks_of(paths, at_min):
     return picks
 
 
-def same_params(a, b):
-    if a.keys() != b.keys():
-        return False
-    for k in a:
-        x, y = a[k], b[k]
-        if isinstance(x, float) or isinstance(y, float):
-            if isinstance(x, bool) or isinstance(y, bool) or not math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15):
-                return False
-        elif x != y:
-            return False
-    return True
+def task_of(group, args):
+    """The group's task, with the smoke-run overrides of the command line."""
+    task = copy.deepcopy(group[0]["task"])
+    for k in ("train_examples", "val_examples", "max_epochs"):
+        if getattr(args, k) is not None:
+            task[k] = getattr(args, k)
+    return task
 
 
 def retrain(group, repeats, args, tmp):
@@ -78,26 +74,26 @@ def retrain(group, repeats, args, tmp):
     enqueued); returns the finished trials."""
     base = group[0]["spec"]
     spec = {"name": "retrain-best", "objective": base.get("objective", {"metric": "val_accuracy"}),
-            "task": copy.deepcopy(group[0]["task"]), "parameters": base["parameters"],
+            "task": task_of(group, args), "parameters": base["parameters"],
             "sampler": {"type": "random", "seed": 0}, "pruner": {"type": "none"},
             "max_trials": len(group) * repeats}
-    for k in ("train_examples", "val_examples", "max_epochs"):
-        if getattr(args, k) is not None:
-            spec["task"][k] = getattr(args, k)
+    pick_of = {}  # trial number -> index of its pick in group
 
     def enqueue(ctl, study):
         # Round by round, so that an interrupted run still has one retraining of every pick; the slowest
         # configurations first in each round, so that the two workers finish the round together.
-        order = sorted(group, key=lambda p: -p["epoch_s"])
+        order = sorted(range(len(group)), key=lambda i: -group[i]["epoch_s"])
         for r in range(repeats):
-            for i, p in enumerate(order):
+            for i in order:
+                p = group[i]
                 path = os.path.join(tmp, f"params-{r}-{i}.json")
                 with open(path, "w") as f:
                     json.dump(p["params"], f)
-                out = subprocess.run(ctl + ["enqueue", study, path], capture_output=True, text=True)
+                out = subprocess.run(ctl + ["--json", "enqueue", study, path], capture_output=True, text=True)
                 if out.returncode != 0:
                     raise SystemExit(f"hpoctl enqueue failed for {p['system']} seed {p['seed']}: "
                                      f"{out.stdout}{out.stderr}")
+                pick_of[json.loads(out.stdout)["trial"]] = i
 
     wall0 = time.time()
     n = len(group) * repeats
@@ -117,7 +113,8 @@ def retrain(group, repeats, args, tmp):
                 so.stop_proc(watch)
         if watch.returncode not in (0, -15):
             raise SystemExit(f"hpoctl watch exited with {watch.returncode}; see {tmp}/watch.log")
-    return [t for t in so.read_trials(db, wall0) if t["finished_s"] is not None]
+    return [dict(t, pick=pick_of[t["number"]]) for t in so.read_trials(db, wall0)
+            if t["finished_s"] is not None and t["number"] in pick_of]
 
 
 def retrain_torch(group, repeats, args, tmp):
@@ -125,10 +122,7 @@ def retrain_torch(group, repeats, args, tmp):
     mirrors hpo-worker's), in --layout's processes x threads, each process with search_outcome.py's
     allocator and thread settings. Returns the finished trainings, each with the index of its pick."""
     procs_n, threads = so.parse_layout(args.layout)
-    task = dict(group[0]["task"])
-    for k in ("train_examples", "val_examples", "max_epochs"):
-        if getattr(args, k) is not None:
-            task[k] = getattr(args, k)
+    task = task_of(group, args)
     jobs = [[] for _ in range(procs_n)]
     load = [0.0] * procs_n
     # Round by round, the slowest configurations first, each onto the least loaded process.
@@ -311,8 +305,8 @@ def main():
                 p["retrain_trials"] = mine
             continue
         trials = retrain(group, args.repeats, args, tmp)
-        for p in group:
-            mine = [t for t in trials if t["state"] == "COMPLETED" and same_params(t["params"], p["params"])]
+        for i, p in enumerate(group):
+            mine = [t for t in trials if t["state"] == "COMPLETED" and t["pick"] == i]
             p["retrain_val"] = [t["value"] for t in mine]
             p["retrain_test"] = [t["test_accuracy"] for t in mine]
             p["retrain_trials"] = [{k: t[k] for k in ("number", "value", "best_step", "test_accuracy", "values")}
