@@ -12,7 +12,8 @@ the end of the budget (or at --at_min), and trains its configuration --repeats m
 `hpo-server` and `hpo-worker` processes (--layout, default two workers with one thread each) on the run's own
 task: the same training, validation and test subsets, the same epochs, no pruning. Each retraining is a new
 trial number, so a new training seed. The configurations of all runs are retrained by the same trainer,
-hpo-worker, including those Optuna's PyTorch trainer picked.
+hpo-worker, including those Optuna's PyTorch trainer picked; --trainer pytorch retrains them all with the
+PyTorch trainer of Optuna's side instead (--layout then counts processes x threads).
 
 It prints, per picked configuration, the original and retrained validation and test accuracy; the spread of one
 training's test accuracy for a fixed configuration (pooled within-configuration standard deviation of the
