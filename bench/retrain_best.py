@@ -72,7 +72,7 @@ def task_of(group, args):
 
 def retrain(group, repeats, args, tmp):
     """Trains every pick of one task `repeats` times in one study (pruner none, max_trials = the number
-    enqueued); returns the finished trials."""
+    enqueued); returns the completed trainings, each with the index of its pick."""
     base = group[0]["spec"]
     spec = {"name": "retrain-best", "objective": base.get("objective", {"metric": "val_accuracy"}),
             "task": task_of(group, args), "parameters": base["parameters"],
@@ -114,8 +114,13 @@ def retrain(group, repeats, args, tmp):
                 so.stop_proc(watch)
         if watch.returncode not in (0, -15):
             raise SystemExit(f"hpoctl watch exited with {watch.returncode}; see {tmp}/watch.log")
-    return [dict(t, pick=pick_of[t["number"]]) for t in so.read_trials(db, wall0)
-            if t["finished_s"] is not None and t["number"] in pick_of]
+    trials = [t for t in so.read_trials(db, wall0) if t["finished_s"] is not None and t["number"] in pick_of]
+    failed = [t for t in trials if t["state"] != "COMPLETED"]
+    if failed:
+        so.log(f"{len(failed)} retrainings did not complete: {[t['reason'] for t in failed]}")
+    return [{"pick": pick_of[t["number"]], **{k: t[k] for k in ("number", "value", "best_step", "test_accuracy",
+                                                                "values")}}
+            for t in trials if t["state"] == "COMPLETED"]
 
 
 def retrain_torch(group, repeats, args, tmp):
@@ -297,24 +302,13 @@ def main():
     for group in groups.values():
         tmp = tempfile.mkdtemp(prefix="retrain-best.")
         so.log(f"retraining {len(group)} configurations x {args.repeats} with the {args.trainer} trainer in {tmp}")
-        if args.trainer == "pytorch":
-            done = retrain_torch(group, args.repeats, args, tmp)
-            for i, p in enumerate(group):
-                mine = sorted((t for t in done if t["pick"] == i), key=lambda t: t["repeat"])
-                p["retrain_val"] = [t["value"] for t in mine]
-                p["retrain_test"] = [t["test_accuracy"] for t in mine]
-                p["retrain_trials"] = mine
-            continue
-        trials = retrain(group, args.repeats, args, tmp)
+        run = retrain_torch if args.trainer == "pytorch" else retrain
+        done = run(group, args.repeats, args, tmp)
         for i, p in enumerate(group):
-            mine = [t for t in trials if t["state"] == "COMPLETED" and t["pick"] == i]
+            mine = [t for t in done if t["pick"] == i]
             p["retrain_val"] = [t["value"] for t in mine]
             p["retrain_test"] = [t["test_accuracy"] for t in mine]
-            p["retrain_trials"] = [{k: t[k] for k in ("number", "value", "best_step", "test_accuracy", "values")}
-                                   for t in mine]
-        failed = [t for t in trials if t["state"] != "COMPLETED"]
-        if failed:
-            so.log(f"{len(failed)} retrainings did not complete: {[t['reason'] for t in failed]}")
+            p["retrain_trials"] = mine
     out = report(picks)
     print_report(out)
     if args.out:
