@@ -217,6 +217,45 @@ TEST_F(ImageFolderTest, RefusesBombsTruncatedAndNonImageFilesWithoutDecoding) {
   EXPECT_EQ(s.message(), "not a JPEG or PNG image");
 }
 
+// A refused file must not spoil the decoder for the next file on the same thread: each worker
+// thread keeps one TurboJPEG handle, and a truncated JPEG once left it so that the next valid
+// JPEG's header read as empty, and that image was skipped (seen as a flaky folder test in CI).
+TEST_F(ImageFolderTest, AFileThatFailsDoesNotSpoilTheNextDecodeOnTheSameThread) {
+  ASSERT_TRUE(WriteJpeg((root_ / "big.jpg").string(), 64, 64, 3, Solid(64, 64, 3, {10, 20, 30})));
+  ASSERT_TRUE(WriteJpeg((root_ / "good.jpg").string(), 40, 40, 1, Garment(0, 1, 40), 95));
+  const std::string whole = Slurp(root_ / "big.jpg");
+  const std::string good = Slurp(root_ / "good.jpg");
+  std::string sof_bomb = Slurp(root_ / "big.jpg");
+  size_t sof = 2;
+  while (sof + 9 < sof_bomb.size() &&
+         !(static_cast<uint8_t>(sof_bomb[sof]) == 0xFF && static_cast<uint8_t>(sof_bomb[sof + 1]) == 0xC0)) {
+    ++sof;
+  }
+  ASSERT_LT(sof + 9, sof_bomb.size());
+  sof_bomb[sof + 5] = 0x75, sof_bomb[sof + 6] = 0x30, sof_bomb[sof + 7] = 0x75, sof_bomb[sof + 8] = 0x30;
+  const std::vector<std::string> bad = {whole.substr(0, whole.size() / 2), whole.substr(0, 200), sof_bomb,
+                                        whole.substr(0, 3)};
+  std::vector<uint8_t> out(3 * 40 * 40);
+  for (size_t k = 0; k < bad.size(); ++k) {
+    for (int ch : {1, 3}) {
+      for (int target : {8, 40}) {
+        absl::Status s = DecodeImage(reinterpret_cast<const uint8_t*>(bad[k].data()), bad[k].size(), target, target,
+                                     ch, ResizeMode::kStretch, out.data());
+        EXPECT_FALSE(s.ok()) << "bad file " << k;
+        auto hdr = ReadImageHeader(reinterpret_cast<const uint8_t*>(good.data()), good.size());
+        ASSERT_TRUE(hdr.ok()) << "after bad file " << k << ", " << ch << " channels, " << target << ": " << hdr.status();
+        EXPECT_EQ(hdr->width, 40);
+        s = DecodeImage(reinterpret_cast<const uint8_t*>(bad[k].data()), bad[k].size(), target, target, ch,
+                        ResizeMode::kStretch, out.data());
+        EXPECT_FALSE(s.ok());
+        s = DecodeImage(reinterpret_cast<const uint8_t*>(good.data()), good.size(), 40, 40, 1, ResizeMode::kStretch,
+                        out.data());
+        EXPECT_TRUE(s.ok()) << "after bad file " << k << ", " << ch << " channels, " << target << ": " << s;
+      }
+    }
+  }
+}
+
 TEST_F(ImageFolderTest, LoadsSplitsSkipsBadFilesAndNamesClassesInSortedOrder) {
   const fs::path ds = root_ / "photos";
   Fill(ds / "train", {"shirt", "bag"}, 6);

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -23,16 +24,31 @@ bool IsPng(const uint8_t* d, size_t n) {
 }
 
 // One TurboJPEG decompressor per thread: creating one costs more than decoding a small image.
-tjhandle JpegHandle() {
-  struct Handle {
-    tjhandle h = tjInitDecompress();
-    ~Handle() {
-      if (h != nullptr) tjDestroy(h);
-    }
-  };
-  thread_local Handle handle;
-  return handle.h;
-}
+// A failed call can leave it in a state where the next, valid file's header reads as empty
+// (libjpeg-turbo 2.1, after a truncated file under TJFLAG_STOPONWARNING), so every failure
+// replaces it: one bad photo must not cost the next good one.
+class JpegDecoder {
+ public:
+  static JpegDecoder& ForThisThread() {
+    thread_local JpegDecoder decoder;
+    return decoder;
+  }
+  tjhandle get() const { return h_; }
+  // The error message of the last call, after which the handle is replaced by a fresh one.
+  std::string FailAndReset() {
+    std::string why = h_ != nullptr ? tjGetErrorStr2(h_) : "cannot create a JPEG decoder";
+    if (h_ != nullptr) tjDestroy(h_);
+    h_ = tjInitDecompress();
+    return why;
+  }
+  ~JpegDecoder() {
+    if (h_ != nullptr) tjDestroy(h_);
+  }
+
+ private:
+  JpegDecoder() = default;
+  tjhandle h_ = tjInitDecompress();
+};
 
 struct SpngDeleter {
   void operator()(spng_ctx* c) const { spng_ctx_free(c); }
@@ -47,10 +63,14 @@ absl::Status TooLarge(int w, int h) {
 
 absl::StatusOr<ImageHeader> JpegHeader(const uint8_t* data, size_t size) {
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
-  if (tjDecompressHeader3(JpegHandle(), data, static_cast<unsigned long>(size), &w, &h, &subsamp, &colorspace) != 0) {
-    return absl::DataLossError(absl::StrCat("corrupt JPEG header: ", tjGetErrorStr2(JpegHandle())));
+  JpegDecoder& dec = JpegDecoder::ForThisThread();
+  if (tjDecompressHeader3(dec.get(), data, static_cast<unsigned long>(size), &w, &h, &subsamp, &colorspace) != 0) {
+    return absl::DataLossError(absl::StrCat("corrupt JPEG header: ", dec.FailAndReset()));
   }
-  if (w <= 0 || h <= 0) return absl::DataLossError("JPEG header gives an empty image");
+  if (w <= 0 || h <= 0) {
+    dec.FailAndReset();
+    return absl::DataLossError("JPEG header gives an empty image");
+  }
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     return absl::InvalidArgumentError("CMYK JPEG images are not supported; convert them to RGB");
   }
@@ -262,9 +282,10 @@ absl::Status DecodeJpeg(const uint8_t* data, size_t size, const ImageHeader& hdr
   std::vector<uint8_t>& pixels = ThreadScratch().pixels;
   pixels.resize(static_cast<size_t>(sw) * sh * dec_ch);
   // STOPONWARNING: a truncated file is refused instead of being padded with grey.
-  if (tjDecompress2(JpegHandle(), data, static_cast<unsigned long>(size), pixels.data(), sw, 0, sh,
+  JpegDecoder& dec = JpegDecoder::ForThisThread();
+  if (tjDecompress2(dec.get(), data, static_cast<unsigned long>(size), pixels.data(), sw, 0, sh,
                     dec_ch == 1 ? TJPF_GRAY : TJPF_RGB, TJFLAG_STOPONWARNING) != 0) {
-    return absl::DataLossError(absl::StrCat("corrupt or truncated JPEG: ", tjGetErrorStr2(JpegHandle())));
+    return absl::DataLossError(absl::StrCat("corrupt or truncated JPEG: ", dec.FailAndReset()));
   }
   Resample(pixels.data(), sw, sh, dec_ch, Fit(sw, sh, width, height, mode), width, height, out);
   return absl::OkStatus();
