@@ -10,6 +10,11 @@ Then, pooled over every run given: the Spearman rank correlation between a trial
 and its final value, over the trials that trained all epochs (how well rung k ranks the trials that count),
 and the correlation of each numeric parameter with the value after epoch 1, the best up to epoch 3 and the
 final value (a parameter whose sign or size changes between them is one an early rung misjudges).
+Last, over the runs where every completed trial has a test accuracy (hpo's; Optuna evaluates only its
+best-so-far trials): how much picking differently among the trials completed within the budget would have
+changed the pick's test accuracy (by the value of the last epoch or the mean of the last 2 or 3 epochs,
+instead of the best epoch's value; and the oracle, the completed trial with the best test accuracy), and the
+best test accuracy of any completed trial: the ceiling a pick could reach on this spec.
 
   /usr/bin/python3 bench/outcome_analysis.py bench/results/search_outcome_30min_seed*.json
 """
@@ -46,15 +51,50 @@ def med(xs):
     return f"{statistics.median(xs):.4f}" if xs else "-"
 
 
+PICK_RULES = {
+    "value of the last epoch": lambda t: t["values"][-1],
+    "mean of the last 2 epochs": lambda t: sum(t["values"][-2:]) / len(t["values"][-2:]),
+    "mean of the last 3 epochs": lambda t: sum(t["values"][-3:]) / len(t["values"][-3:]),
+    "oracle: the best test accuracy": lambda t: t["test_accuracy"],
+}
+
+
+def picks(runs):
+    """Other ways to pick among each run's completed trials, against the best-value pick (test points)."""
+    diffs = collections.defaultdict(list)
+    tests = []
+    for run in runs:
+        done = [t for t in run["trials"] if t["state"] == "COMPLETED" and t.get("finished_s") is not None
+                and t["finished_s"] <= run["budget_s"] and t.get("values")]
+        if len(done) < 2 or any(t.get("test_accuracy") is None for t in done):
+            continue
+        tests += [t["test_accuracy"] for t in done]
+        base = max(done, key=lambda t: t["value"])["test_accuracy"]
+        for name, key in PICK_RULES.items():
+            diffs[name].append(100 * (max(done, key=key)["test_accuracy"] - base))
+    if not tests:
+        return
+    n = len(next(iter(diffs.values())))
+    print(f"## Picking among the completed trials, {n} runs with a test accuracy for every completed trial")
+    print("| pick by | test minus the best-value pick's, mean ± SE (points) | runs ahead / behind |")
+    print("|---|---|---|")
+    for name, d in diffs.items():
+        se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+        print(f"| {name} | {statistics.mean(d):+.2f} ± {se:.2f} | {sum(x > 0 for x in d)} / {sum(x < 0 for x in d)} |")
+    print(f"best test accuracy of any of the {len(tests)} completed trials: {max(tests):.4f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="+")
     ap.add_argument("--param", default="batch_size", help="the parameter to break trials down by")
     args = ap.parse_args()
     full = []  # (values, params) of the trials that trained every epoch, pooled
+    all_runs = []
     for path in args.files:
         with open(path) as f:
             doc = json.load(f)
+        all_runs += doc["runs"]
         for run in doc["runs"]:
             epochs = run["spec"]["task"]["max_epochs"]
             trials = run["trials"]
@@ -104,6 +144,8 @@ def main():
         for k in numeric:
             x = [float(p[k]) for p in full_params]
             print(f"| {k} | {spearman(x, first):+.2f} | {spearman(x, up_to_mid):+.2f} | {spearman(x, final):+.2f} |")
+        print()
+    picks(all_runs)
 
 
 if __name__ == "__main__":
