@@ -62,6 +62,18 @@ std::vector<uint8_t> Garment(int label, int seed, int size = 28) {
   return px;
 }
 
+// `jpg` with its baseline SOF marker rewritten to claim 30000 x 30000 pixels (a decompression bomb's
+// header); "" when it has no SOF0 marker.
+std::string ClaimSize30000(std::string jpg) {
+  for (size_t sof = 2; sof + 9 < jpg.size(); ++sof) {
+    if (static_cast<uint8_t>(jpg[sof]) == 0xFF && static_cast<uint8_t>(jpg[sof + 1]) == 0xC0) {
+      jpg[sof + 5] = 0x75, jpg[sof + 6] = 0x30, jpg[sof + 7] = 0x75, jpg[sof + 8] = 0x30;  // 0x7530 = 30000
+      return jpg;
+    }
+  }
+  return "";
+}
+
 class ImageFolderTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -191,11 +203,8 @@ TEST_F(ImageFolderTest, RefusesBombsTruncatedAndNonImageFilesWithoutDecoding) {
 
   // A JPEG whose SOF says 30000 x 30000.
   ASSERT_TRUE(WriteJpeg((root_ / "small.jpg").string(), 16, 16, 1, Solid(16, 16, 1, {9})));
-  std::string jpg = Slurp(root_ / "small.jpg");
-  size_t sof = 2;
-  while (sof + 9 < jpg.size() && !(static_cast<uint8_t>(jpg[sof]) == 0xFF && static_cast<uint8_t>(jpg[sof + 1]) == 0xC0)) ++sof;
-  ASSERT_LT(sof + 9, jpg.size());
-  jpg[sof + 5] = 0x75, jpg[sof + 6] = 0x30, jpg[sof + 7] = 0x75, jpg[sof + 8] = 0x30;
+  const std::string jpg = ClaimSize30000(Slurp(root_ / "small.jpg"));
+  ASSERT_FALSE(jpg.empty());
   s = DecodeImage(reinterpret_cast<const uint8_t*>(jpg.data()), jpg.size(), 8, 8, 1, ResizeMode::kStretch, out.data());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
 
@@ -225,14 +234,8 @@ TEST_F(ImageFolderTest, AFileThatFailsDoesNotSpoilTheNextDecodeOnTheSameThread) 
   ASSERT_TRUE(WriteJpeg((root_ / "good.jpg").string(), 40, 40, 1, Garment(0, 1, 40), 95));
   const std::string whole = Slurp(root_ / "big.jpg");
   const std::string good = Slurp(root_ / "good.jpg");
-  std::string sof_bomb = Slurp(root_ / "big.jpg");
-  size_t sof = 2;
-  while (sof + 9 < sof_bomb.size() &&
-         !(static_cast<uint8_t>(sof_bomb[sof]) == 0xFF && static_cast<uint8_t>(sof_bomb[sof + 1]) == 0xC0)) {
-    ++sof;
-  }
-  ASSERT_LT(sof + 9, sof_bomb.size());
-  sof_bomb[sof + 5] = 0x75, sof_bomb[sof + 6] = 0x30, sof_bomb[sof + 7] = 0x75, sof_bomb[sof + 8] = 0x30;
+  const std::string sof_bomb = ClaimSize30000(whole);
+  ASSERT_FALSE(sof_bomb.empty());
   const std::vector<std::string> bad = {whole.substr(0, whole.size() / 2), whole.substr(0, 200), sof_bomb,
                                         whole.substr(0, 3)};
   std::vector<uint8_t> out(3 * 40 * 40);
