@@ -13,7 +13,10 @@ the end of the budget (or at --at_min), and trains its configuration --repeats m
 task: the same training, validation and test subsets, the same epochs, no pruning. Each retraining is a new
 trial number, so a new training seed. The configurations of all runs are retrained by the same trainer,
 hpo-worker, including those Optuna's PyTorch trainer picked; --trainer pytorch retrains them all with the
-PyTorch trainer of Optuna's side instead (--layout then counts processes x threads).
+PyTorch trainer of Optuna's side instead (--layout then counts processes x threads). A PyTorch retraining's
+seed follows its repeat number, so a second run gives new trainings only with --seed_offset (the number of
+repeats already run); hpo-worker's seed follows the study id and the trial number, which a new server's
+database starts again, so --seed_offset is refused with --trainer hpo.
 
 It prints, per picked configuration, the original and retrained validation and test accuracy; the spread of one
 training's test accuracy for a fixed configuration (pooled within-configuration standard deviation of the
@@ -27,7 +30,13 @@ against each other one): a comparison of what the searches found with one traini
   /usr/bin/python3 bench/retrain_best.py --repeats 1 --train_examples 2000 --val_examples 500 --max_epochs 1 \\
       bench/results/search_outcome_30min_seed0.json --out /tmp/retrain_smoke.json
 
-FILE#SYSTEM takes one system's runs of FILE, as in `search_outcome.py --merge`.
+  # one more PyTorch retraining of each pick, with new seeds; then one report over all the retrainings
+  /usr/bin/python3 bench/retrain_best.py --trainer pytorch --repeats 1 --seed_offset 1 FILES... --out B.json
+  /usr/bin/python3 bench/retrain_best.py --report A.json B.json
+
+FILE#SYSTEM takes one system's runs of FILE, as in `search_outcome.py --merge`. --report with several files
+pools each pick's retrainings over them (by system, seed and trial), whichever trainer ran them: the training
+SD is then pooled over both trainers.
 """
 import argparse
 import copy
@@ -135,7 +144,7 @@ def retrain_torch(group, repeats, args, tmp):
     for r in range(repeats):
         for i in sorted(range(len(group)), key=lambda i: -group[i]["epoch_s"]):
             k = load.index(min(load))
-            jobs[k].append({"pick": i, "repeat": r, "params": group[i]["params"], "seed": 0x7E7A0000 + 1000 * r + i})
+            jobs[k].append({"pick": i, "repeat": r, "params": group[i]["params"], "seed": 0x7E7A0000 + 1000 * (r + args.seed_offset) + i})
             load[k] += group[i]["epoch_s"]
     env, _ = so.child_env(threads)
     procs, outs = [], []
@@ -258,6 +267,24 @@ def print_report(out):
               f"({', '.join(f'{x:+.2f}' for x in v['diff_points'])})")
 
 
+def pooled_picks(paths):
+    """The picks of earlier --out files, each pick's retrainings pooled over the files, in first-seen order."""
+    picks = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                doc = json.load(f)
+            for p in doc["picks"]:
+                key = (p["system"], p["seed"], p["trial"])
+                if key not in picks:
+                    picks[key] = dict(p, retrain_val=[], retrain_test=[])
+                picks[key]["retrain_val"] += p["retrain_val"]
+                picks[key]["retrain_test"] += p["retrain_test"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"cannot read a retrain_best.py results file at {path}: {e}")
+    return list(picks.values())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*", help="search_outcome.py result files (FILE or FILE#SYSTEM)")
@@ -273,7 +300,10 @@ def main():
     ap.add_argument("--data_root", default="/usr/share/datasets")
     ap.add_argument("--build", default=os.path.join(so.REPO, "build"))
     ap.add_argument("--out", default=None, help="write picks, retrainings and the summary as JSON")
-    ap.add_argument("--report", default=None, help="print the report of an earlier --out file and exit")
+    ap.add_argument("--seed_offset", type=int, default=0,
+                    help="PyTorch trainer: start the repeats' seeds here (the repeats an earlier run already made)")
+    ap.add_argument("--report", nargs="+", default=None, metavar="FILE",
+                    help="print the report of earlier --out files (pooling each pick's retrainings) and exit")
     ap.add_argument("--_torch_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._torch_child:
@@ -281,13 +311,11 @@ def main():
         return
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
+    if args.seed_offset < 0 or (args.seed_offset and args.trainer != "pytorch"):
+        raise SystemExit("--seed_offset must be >= 0, and only --trainer pytorch takes it: hpo-worker's seed follows "
+                         "the study id and trial number, which start again with every run")
     if args.report:
-        try:
-            with open(args.report) as f:
-                summary = json.load(f)["summary"]
-        except (OSError, ValueError, KeyError) as e:
-            raise SystemExit(f"cannot read a retrain_best.py results file at {args.report}: {e}")
-        print_report(summary)
+        print_report(report(pooled_picks(args.report)))
         return
     if not args.files:
         raise SystemExit("name at least one search_outcome.py results file")
