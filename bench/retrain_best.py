@@ -144,7 +144,8 @@ def retrain_torch(group, repeats, args, tmp):
     for r in range(repeats):
         for i in sorted(range(len(group)), key=lambda i: -group[i]["epoch_s"]):
             k = load.index(min(load))
-            jobs[k].append({"pick": i, "repeat": r, "params": group[i]["params"], "seed": 0x7E7A0000 + 1000 * (r + args.seed_offset) + i})
+            seed = 0x7E7A0000 + 1000 * (r + args.seed_offset) + i
+            jobs[k].append({"pick": i, "repeat": r, "params": group[i]["params"], "seed": seed})
             load[k] += group[i]["epoch_s"]
     env, _ = so.child_env(threads)
     procs, outs = [], []
