@@ -320,9 +320,11 @@ class Deadline(Exception):
     pass
 
 
-def train_trial(c, data, max_epochs, metric, minimize, seed, on_epoch, deadline):
+def train_trial(c, data, max_epochs, metric, minimize, seed, on_epoch, deadline, partial_epochs=()):
     """Trains one configuration as hpo-worker does. on_epoch(epoch, value, metrics) -> False stops
-    (pruned). Returns (best_value, best_epoch, epochs_run, best_state, stopped)."""
+    (pruned). partial_epochs: epoch k trains on the first ceil(partial_epochs[k-1] x n) images of its
+    shuffled order (the spec's task.partial_epochs). Returns (best_value, best_epoch, epochs_run, best_state,
+    stopped)."""
     import torch
     import torch.nn.functional as F
     xtr, ytr = data["train"]
@@ -371,10 +373,13 @@ def train_trial(c, data, max_epochs, metric, minimize, seed, on_epoch, deadline)
         else:
             order = torch.randperm(n_train, generator=gen)
         batches = nonfinite = 0
-        for i in range(0, n_train, bs):
+        n_epoch = n_train
+        if epoch <= len(partial_epochs):
+            n_epoch = min(n_train, max(1, math.ceil(partial_epochs[epoch - 1] * n_train)))
+        for i in range(0, n_epoch, bs):
             if time.time() > deadline:
                 raise Deadline()
-            idx = order[i:i + bs]
+            idx = order[i:min(i + bs, n_epoch)]
             if aug:
                 xb = (augment(xf[idx], c, gen) - mean) / std
             else:
@@ -519,7 +524,8 @@ def optuna_child(args):
 
         seed = (args.child_seed * 1_000_003 + trial.number) & 0x7FFFFFFF
         best, best_epoch, epochs, model, stopped = train_trial(c, data, max_epochs, metric, minimize, seed,
-                                                               on_epoch, deadline)
+                                                               on_epoch, deadline,
+                                                               [float(f) for f in task.get("partial_epochs", [])])
         trial.set_user_attr("best_epoch", best_epoch)
         trial.set_user_attr("epochs_run", epochs)
         if stopped:

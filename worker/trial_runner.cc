@@ -166,6 +166,7 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
     metrics["learning_rate"] = r.learning_rate;
     metrics["epoch_seconds"] = r.seconds;
     metrics["train_images_per_second"] = r.train_images_per_second;
+    metrics["train_images"] = static_cast<double>(r.train_images);
     auto d = client.Report(id, m, data_sent ? nullptr : &data_report);
     data_sent = data_sent || d.ok();
     if (!d.ok()) {
@@ -173,9 +174,12 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
       why = std::string(d.status().message());
       return false;
     }
-    spdlog::info("{} epoch {}/{}: val_accuracy {:.4f} (train {:.4f}), {:.1f}s, {:.0f} img/s -> {}", name,
-                 r.epoch, task.max_epochs(), r.val_accuracy, r.train_accuracy, r.seconds,
-                 r.train_images_per_second,
+    spdlog::info("{} epoch {}/{}{}: val_accuracy {:.4f} (train {:.4f}), {:.1f}s, {:.0f} img/s -> {}", name,
+                 r.epoch, task.max_epochs(),
+                 r.train_images < ds.train.count ? absl::StrCat(" (partial: ", r.train_images, " of ",
+                                                                ds.train.count, " training images)")
+                                                 : std::string(),
+                 r.val_accuracy, r.train_accuracy, r.seconds, r.train_images_per_second,
                  d->action() == hpo::v1::ProgressDecision::CONTINUE ? "continue" : "stop");
     if (d->action() != hpo::v1::ProgressDecision::CONTINUE) {
       pruned = true;
@@ -189,6 +193,7 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
   train_options.executions = std::max(1, task.executions_per_trial());
   train_options.metric = a.metric();
   train_options.minimize = a.metric() == "val_loss";
+  train_options.partial_epochs.assign(task.partial_epochs().begin(), task.partial_epochs().end());
   auto result = TrainCnn(*config, ds, train_options, on_epoch,
                          [&] { return stop.load() || heartbeat.revoked(); });
   client.CloseStream();

@@ -259,6 +259,26 @@ absl::Status ParseImageOptions(const json& j, TaskSpec* task) {
   return absl::OkStatus();
 }
 
+// task.partial_epochs: epoch k (1-based) trains on partial_epochs[k-1] of the training images, later epochs on
+// all of them. Cheaper first rungs for a pruner (successive halving over data size as well as epochs).
+absl::Status ParsePartialEpochs(const json& j, TaskSpec* task) {
+  if (!j.contains("partial_epochs")) return absl::OkStatus();
+  const json& p = j.at("partial_epochs");
+  const std::string usage = absl::StrCat(
+      "task.partial_epochs must be a list of at most max_epochs (", task->max_epochs,
+      ") fractions in (0, 1], e.g. [0.33]: epoch 1 trains on a third of the training images");
+  if (!p.is_array() || p.size() > static_cast<size_t>(task->max_epochs)) {
+    return Invalid(absl::StrCat(usage, "; got ", p.is_array() ? absl::StrCat(p.size(), " entries") : TypeName(p)));
+  }
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (!p[i].is_number() || !(p[i].get<double>() > 0 && p[i].get<double>() <= 1)) {
+      return Invalid(absl::StrCat(usage, "; entry ", i, " is ", Shown(p[i])));
+    }
+    task->partial_epochs.push_back(p[i].get<double>());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseTask(const json& j, TaskSpec* task) {
   if (!j.is_object()) return Invalid(absl::StrCat("task must be an object, not ", TypeName(j)));
   // The type decides which keys are allowed, so read it (as a string) first.
@@ -275,7 +295,7 @@ absl::Status ParseTask(const json& j, TaskSpec* task) {
   }
   RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "dataset", "train_examples", "val_examples", "test_examples",
                                         "max_epochs", "data_seed", "executions_per_trial", "imbalance",
-                                        "image_size", "channels", "resize"}));
+                                        "image_size", "channels", "resize", "partial_epochs"}));
   ASSIGN_OR_RETURN(int64_t executions, GetInt(j, "executions_per_trial", "task", 1));
   if (executions < 1 || executions > 10) return Invalid("task.executions_per_trial must be in [1, 10]");
   task->executions_per_trial = static_cast<int>(executions);
@@ -318,6 +338,7 @@ absl::Status ParseTask(const json& j, TaskSpec* task) {
   task->val_examples = static_cast<int>(val);
   task->test_examples = static_cast<int>(test);
   task->max_epochs = static_cast<int>(epochs);
+  RETURN_IF_ERROR(ParsePartialEpochs(j, task));
   return ParseImageOptions(j, task);
 }
 

@@ -371,6 +371,21 @@ TEST(HostileSpecTest, ImbalanceClassesMustBeLabelsNotTruncatedIntegers) {
   EXPECT_EQ(ok->task.imbalance_classes, (std::vector<int>{0, 255}));
 }
 
+TEST(StudySpecTest, PartialEpochsAreFractionsOfTheFirstEpochs) {
+  auto ok = ParseStudySpec(WithTask([](json& t) { t["partial_epochs"] = {0.25, 1}; }));
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->task.partial_epochs, (std::vector<double>{0.25, 1.0}));
+  EXPECT_TRUE(ParseStudySpec(QuickSpec())->task.partial_epochs.empty());
+  // The quick-start spec trains 4 epochs: a fifth entry could never apply.
+  for (const char* bad : {"[0]", "[-0.5]", "[1.5]", "[\"0.5\"]", "[null]", "0.5", "{}", "[0.1, 0.2, 0.3, 0.4, 0.5]"}) {
+    EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t["partial_epochs"] = json::parse(bad); })),
+                StatusIs(absl::StatusCode::kInvalidArgument, "task.partial_epochs must be a list of at most max_epochs (4)"))
+        << bad;
+  }
+  EXPECT_THAT(ParseStudySpec(WithTask([](json& t) { t["partial_epochs"] = {0.5, 2}; })),
+              StatusIs(absl::StatusCode::kInvalidArgument, "entry 1 is 2"));
+}
+
 TEST(HostileSpecTest, ChoicesAndParametersAreCountedAndDuplicatesFoundFast) {
   // 480,000 distinct choices: the pairwise duplicate check took 81 s.
   ParamSpec p;

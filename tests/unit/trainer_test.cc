@@ -122,6 +122,23 @@ TEST(TrainerTest, PatienceEndsATrialThatStoppedImproving) {
   EXPECT_GE(r->test_accuracy, 0.0);  // completed: the best epoch's weights were tested
 }
 
+TEST(TrainerTest, PartialEpochsTrainOnAFractionOfTheImages) {
+  torch::set_num_threads(1);
+  auto data = SmallSplit();
+  ASSERT_NE(data, nullptr);
+  TrainOptions o = Epochs(3);
+  o.partial_epochs = {0.25, 0.0015};  // 250 images, then ceil(1.5) = 2; epoch 3 on all 1000
+  std::vector<int64_t> images;
+  auto r = TrainCnn(TinyConfig(), *data, o, [&](const EpochReport& e) {
+    images.push_back(e.train_images);
+    return true;
+  }, [] { return false; });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(images, (std::vector<int64_t>{250, 2, 1000}));
+  EXPECT_EQ(r->epochs_run, 3);
+  EXPECT_GE(r->test_accuracy, 0.0);
+}
+
 TEST(TrainerTest, ExecutionsReportTheirMeanAndSpread) {
   torch::set_num_threads(1);
   auto data = SmallSplit();

@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numeric>
@@ -352,6 +353,12 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
     for (int epoch = 1; epoch <= options.max_epochs; ++epoch) {
       const auto t0 = std::chrono::steady_clock::now();
       const double lr = ScheduledRate(config, epoch, options.max_epochs);
+      // A partial epoch trains on the first n_epoch images of this epoch's shuffled order: a fresh random subset.
+      const int64_t n_epoch =
+          epoch <= static_cast<int>(options.partial_epochs.size())
+              ? std::clamp<int64_t>(static_cast<int64_t>(std::ceil(options.partial_epochs[epoch - 1] * n_train)), 1,
+                                    n_train)
+              : n_train;
       double train_seconds = 0, loss_sum = 0;
       int64_t correct = 0, seen = 0, finite_seen = 0, batches = 0, nonfinite_batches = 0;
       auto class_hits = torch::zeros({classes}, torch::kInt64), class_seen = torch::zeros({classes}, torch::kInt64);
@@ -372,9 +379,9 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
         }
         auto perm = torch::from_blob(order.data(), {n_train}, torch::kInt64);
         const auto ts = std::chrono::steady_clock::now();
-        for (int64_t i = 0; i < n_train; i += config.batch_size) {
+        for (int64_t i = 0; i < n_epoch; i += config.batch_size) {
           if (cancelled()) return absl::CancelledError("training cancelled");
-          auto idx = perm.slice(0, i, std::min<int64_t>(i + config.batch_size, n_train));
+          auto idx = perm.slice(0, i, std::min<int64_t>(i + config.batch_size, n_epoch));
           auto x = train.images.index_select(0, idx).to(torch::kFloat32).div_(255.0);
           if (augment) x = Augment(x, config, e.rng);
           x = (x - mean) / std;
@@ -417,6 +424,7 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
       r.learning_rate = lr;
       r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       r.train_images_per_second = seen / std::max(1e-9, train_seconds);
+      r.train_images = n_epoch;
       result.epochs_run = epoch;
 
       const double value = options.metric == "val_loss"                ? r.val_loss

@@ -64,6 +64,7 @@ struct EpochReport {
   double learning_rate = 0;
   double seconds = 0;             // training + validation time of this epoch (all executions)
   double train_images_per_second = 0;
+  int64_t train_images = 0;       // images trained this epoch (per execution): fewer in a partial epoch
 };
 
 struct TrainResult {
@@ -84,6 +85,9 @@ struct TrainOptions {
   int executions = 1;  // train this many seeds in lockstep; reports are their means
   std::string metric = "val_accuracy";  // selects the best epoch and drives patience
   bool minimize = false;
+  // Epoch k (1-based) trains on ceil(partial_epochs[k-1] x the training images), a fresh random subset each
+  // epoch; later epochs on all (the spec's task.partial_epochs).
+  std::vector<double> partial_epochs;
 };
 
 // Trains for up to `max_epochs`, calling `on_epoch` after each; training
