@@ -13,10 +13,10 @@ the end of the budget (or at --at_min), and trains its configuration --repeats m
 task: the same training, validation and test subsets, the same epochs, no pruning. Each retraining is a new
 trial number, so a new training seed. The configurations of all runs are retrained by the same trainer,
 hpo-worker, including those Optuna's PyTorch trainer picked; --trainer pytorch retrains them all with the
-PyTorch trainer of Optuna's side instead (--layout then counts processes x threads). A PyTorch retraining's
-seed follows its repeat number, so a second run gives new trainings only with --seed_offset (the number of
-repeats already run); hpo-worker's seed follows the study id and the trial number, which a new server's
-database starts again, so --seed_offset is refused with --trainer hpo.
+PyTorch trainer of Optuna's side instead (--layout then counts processes x threads). A retraining's
+seed follows its repeat number (PyTorch) or the study id and trial number (hpo-worker), which start again
+with every run, so a second run gives new trainings only with --seed_offset N: the PyTorch seeds move by
+1000 x N, and hpo-worker's study gets `task.training_seed` N (give each later run its own N).
 
 It prints, per picked configuration, the original and retrained validation and test accuracy; the spread of one
 training's test accuracy for a fixed configuration (pooled within-configuration standard deviation of the
@@ -32,6 +32,8 @@ against each other one): a comparison of what the searches found with one traini
 
   # one more PyTorch retraining of each pick, with new seeds; then one report over all the retrainings
   /usr/bin/python3 bench/retrain_best.py --trainer pytorch --repeats 1 --seed_offset 1 FILES... --out B.json
+  # two more hpo-worker retrainings, with new seeds (task.training_seed 1)
+  /usr/bin/python3 bench/retrain_best.py --repeats 2 --seed_offset 1 FILES... --out C.json
   /usr/bin/python3 bench/retrain_best.py --report A.json B.json
 
 FILE#SYSTEM takes one system's runs of FILE, as in `search_outcome.py --merge`. --report with several files
@@ -76,6 +78,8 @@ def task_of(group, args):
     for k in ("train_examples", "val_examples", "max_epochs"):
         if getattr(args, k) is not None:
             task[k] = getattr(args, k)
+    if args.trainer == "hpo" and args.seed_offset:
+        task["training_seed"] = args.seed_offset  # hpo-worker's seeds follow the study id and trial number
     return task
 
 
@@ -303,7 +307,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(so.REPO, "build"))
     ap.add_argument("--out", default=None, help="write picks, retrainings and the summary as JSON")
     ap.add_argument("--seed_offset", type=int, default=0,
-                    help="PyTorch trainer: start the repeats' seeds here (the repeats an earlier run already made)")
+                    help="new seeds for a later run: PyTorch seeds move by 1000 x N (start past the "
+                         "repeats an earlier run made); hpo-worker trains with task.training_seed N")
     ap.add_argument("--report", nargs="+", default=None, metavar="FILE",
                     help="print the report of earlier --out files (pooling each pick's retrainings) and exit")
     ap.add_argument("--_torch_child", default=None, help=argparse.SUPPRESS)
@@ -313,9 +318,8 @@ def main():
         return
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
-    if args.seed_offset < 0 or (args.seed_offset and args.trainer != "pytorch"):
-        raise SystemExit("--seed_offset must be >= 0, and only --trainer pytorch takes it: hpo-worker's seed follows "
-                         "the study id and trial number, which start again with every run")
+    if not 0 <= args.seed_offset <= 2147483647:
+        raise SystemExit("--seed_offset must be in [0, 2147483647]")
     if args.report:
         print_report(report(pooled_picks(args.report)))
         return

@@ -523,9 +523,9 @@ def optuna_child(args):
             return not trial.should_prune()
 
         seed = (args.child_seed * 1_000_003 + trial.number) & 0x7FFFFFFF
+        partial = [float(f) for f in task.get("partial_epochs", [])]
         best, best_epoch, epochs, model, stopped = train_trial(c, data, max_epochs, metric, minimize, seed,
-                                                               on_epoch, deadline,
-                                                               [float(f) for f in task.get("partial_epochs", [])])
+                                                               on_epoch, deadline, partial)
         trial.set_user_attr("best_epoch", best_epoch)
         trial.set_user_attr("epochs_run", epochs)
         if stopped:

@@ -253,6 +253,11 @@ std::string TaskText(const hpo::v1::Task& t) {
   parts.push_back(t.val_examples() > 0 ? absl::StrCat(t.val_examples(), " validation images")
                                        : "the default validation split");
   parts.push_back(absl::StrCat(t.max_epochs(), " epochs"));
+  for (int k = 0; k < t.partial_epochs_size(); ++k) {  // "epoch 1 on 33% of the training images"
+    parts.push_back(
+        absl::StrFormat("epoch %d on %.4g%% of the training images", k + 1, 100 * t.partial_epochs(k)));
+  }
+  if (t.training_seed() != 0) parts.push_back(absl::StrCat("training seed ", t.training_seed()));
   if (t.image_height() > 0) {
     parts.push_back(absl::StrFormat("images resized to %dx%d", t.image_height(), t.image_width()));
   }

@@ -97,7 +97,8 @@ TrialOutcome RunTrial(CoordinatorClient& client, const hpo::v1::AskTrialResponse
 
   HeartbeatThread heartbeat(client, id, std::chrono::milliseconds(std::max(200, a.heartbeat_interval_ms())));
   client.set_stream_idle_timeout(absl::Milliseconds(a.stream_idle_timeout_ms()));
-  auto config = CnnConfigFromParams(ToParams(trial), 0x9E3779B97F4A7C15ULL * (trial.study_id() + 1) + trial.number());
+  auto config =
+      CnnConfigFromParams(ToParams(trial), TrialSeed(trial.study_id(), trial.number(), task.training_seed()));
   if (!config.ok()) return fail(std::string(config.status().message()), false);
   SplitOptions split;
   split.train_examples = task.train_examples();

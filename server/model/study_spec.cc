@@ -259,16 +259,17 @@ absl::Status ParseImageOptions(const json& j, TaskSpec* task) {
   return absl::OkStatus();
 }
 
-// task.partial_epochs: epoch k (1-based) trains on partial_epochs[k-1] of the training images, later epochs on
-// all of them. Cheaper first rungs for a pruner (successive halving over data size as well as epochs).
+// task.partial_epochs: epoch k (1-based) trains on partial_epochs[k-1] of the training images, later epochs
+// on all of them. Cheaper first rungs for a pruner (successive halving over data size as well as epochs).
 absl::Status ParsePartialEpochs(const json& j, TaskSpec* task) {
   if (!j.contains("partial_epochs")) return absl::OkStatus();
   const json& p = j.at("partial_epochs");
-  const std::string usage = absl::StrCat(
-      "task.partial_epochs must be a list of at most max_epochs (", task->max_epochs,
-      ") fractions in (0, 1], e.g. [0.33]: epoch 1 trains on a third of the training images");
+  const std::string usage =
+      absl::StrCat("task.partial_epochs must be a list of at most max_epochs (", task->max_epochs,
+                   ") fractions in (0, 1], e.g. [0.33]: epoch 1 trains on a third of the training images");
   if (!p.is_array() || p.size() > static_cast<size_t>(task->max_epochs)) {
-    return Invalid(absl::StrCat(usage, "; got ", p.is_array() ? absl::StrCat(p.size(), " entries") : TypeName(p)));
+    return Invalid(
+        absl::StrCat(usage, "; got ", p.is_array() ? absl::StrCat(p.size(), " entries") : TypeName(p)));
   }
   for (size_t i = 0; i < p.size(); ++i) {
     if (!p[i].is_number() || !(p[i].get<double>() > 0 && p[i].get<double>() <= 1)) {
@@ -293,9 +294,10 @@ absl::Status ParseTask(const json& j, TaskSpec* task) {
     task->val_examples = 0;
     return absl::OkStatus();
   }
-  RETURN_IF_ERROR(CheckKeys(j, "task", {"type", "dataset", "train_examples", "val_examples", "test_examples",
-                                        "max_epochs", "data_seed", "executions_per_trial", "imbalance",
-                                        "image_size", "channels", "resize", "partial_epochs"}));
+  RETURN_IF_ERROR(CheckKeys(j, "task",
+                            {"type", "dataset", "train_examples", "val_examples", "test_examples",
+                             "max_epochs", "data_seed", "executions_per_trial", "imbalance", "image_size",
+                             "channels", "resize", "partial_epochs", "training_seed"}));
   ASSIGN_OR_RETURN(int64_t executions, GetInt(j, "executions_per_trial", "task", 1));
   if (executions < 1 || executions > 10) return Invalid("task.executions_per_trial must be in [1, 10]");
   task->executions_per_trial = static_cast<int>(executions);
@@ -339,6 +341,11 @@ absl::Status ParseTask(const json& j, TaskSpec* task) {
   task->test_examples = static_cast<int>(test);
   task->max_epochs = static_cast<int>(epochs);
   RETURN_IF_ERROR(ParsePartialEpochs(j, task));
+  ASSIGN_OR_RETURN(int64_t training_seed, GetInt(j, "training_seed", "task", 0));
+  if (training_seed < 0 || training_seed > 2147483647) {
+    return Invalid("task.training_seed must be in [0, 2147483647] (0: the default seeds)");
+  }
+  task->training_seed = training_seed;
   return ParseImageOptions(j, task);
 }
 

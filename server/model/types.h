@@ -64,9 +64,12 @@ struct TaskSpec {
   int image_height = 0, image_width = 0;
   int channels = 0;     // 1 or 3
   std::string resize;   // "stretch", "pad" or "crop"
-  // Epoch k (1-based) trains on partial_epochs[k-1] of the training images (a fresh random subset each epoch);
-  // later epochs on all. Empty: every epoch on all. At most max_epochs entries, each in (0, 1].
+  // Epoch k (1-based) trains on partial_epochs[k-1] of the training images (a fresh random subset each
+  // epoch); later epochs on all. Empty: every epoch on all. At most max_epochs entries, each in (0, 1].
   std::vector<double> partial_epochs;
+  // Mixed into every trial's training seed (weights, dropout, shuffles, augmentation), which otherwise
+  // follows the study id and the trial number: another value retrains the same configurations on new seeds.
+  int64_t training_seed = 0;
 };
 
 struct StudySpec {

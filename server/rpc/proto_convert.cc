@@ -101,6 +101,7 @@ void ToProto(const TaskSpec& t, hpo::v1::Task* out) {
   out->set_channels(t.channels);
   out->set_resize(t.resize);
   out->mutable_partial_epochs()->Add(t.partial_epochs.begin(), t.partial_epochs.end());
+  out->set_training_seed(t.training_seed);
 }
 
 void ToProto(const Study& s, hpo::v1::Study* out) { ToProto(Summarize(s), out); }

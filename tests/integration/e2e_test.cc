@@ -301,6 +301,7 @@ TEST_F(EndToEndTest, AshaWithPatienceAndTpeShowWhichTrialsStoppedAndWhy) {
   spec["sampler"] = {{"type", "tpe"}, {"seed", 3}, {"n_startup_trials", 4}};
   spec["pruner"] = json::array({{{"type", "asha"}, {"min_resource", 1}, {"reduction_factor", 2}},
                                 {{"type", "patience"}, {"patience", 2}}});
+  spec["task"]["partial_epochs"] = {0.25};  // the first rung trains on a quarter of the images
   const int64_t study = Create(spec);
   ASSERT_EQ(Ctl({"watch", std::to_string(study)}, seconds(400)).exit_code, 0);
   json trials = TrialsJson(study);
@@ -308,6 +309,10 @@ TEST_F(EndToEndTest, AshaWithPatienceAndTpeShowWhichTrialsStoppedAndWhy) {
   int pruned = 0;
   std::string a_reason;
   for (const auto& t : trials) {
+    // SmallSpec trains on 1000 images: epoch 1 on ceil(0.25 x 1000), later epochs on all.
+    for (const auto& m : t["measurements"]) {
+      EXPECT_EQ(m["metrics"]["train_images"], m["step"] == 1 ? 250.0 : 1000.0) << m.dump();
+    }
     if (t["state"] != "PRUNED") continue;
     ++pruned;
     a_reason = t["reason"];
@@ -321,6 +326,9 @@ TEST_F(EndToEndTest, AshaWithPatienceAndTpeShowWhichTrialsStoppedAndWhy) {
   CommandResult human = Ctl({"trials", std::to_string(study)});
   EXPECT_NE(human.out.find(a_reason), std::string::npos) << human.out;
   EXPECT_EQ(ShowJson(study)["pruner"], "asha+patience");
+  CommandResult shown = Ctl({"show", std::to_string(study)});
+  EXPECT_NE(shown.out.find("3 epochs, epoch 1 on 25% of the training images"), std::string::npos)
+      << shown.out;
 }
 
 // Studies built to have one known problem each; the diagnosis must name it first.

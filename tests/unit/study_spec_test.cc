@@ -377,13 +377,34 @@ TEST(StudySpecTest, PartialEpochsAreFractionsOfTheFirstEpochs) {
   EXPECT_EQ(ok->task.partial_epochs, (std::vector<double>{0.25, 1.0}));
   EXPECT_TRUE(ParseStudySpec(QuickSpec())->task.partial_epochs.empty());
   // The quick-start spec trains 4 epochs: a fifth entry could never apply.
-  for (const char* bad : {"[0]", "[-0.5]", "[1.5]", "[\"0.5\"]", "[null]", "0.5", "{}", "[0.1, 0.2, 0.3, 0.4, 0.5]"}) {
+  for (const char* bad :
+       {"[0]", "[-0.5]", "[1.5]", "[\"0.5\"]", "[null]", "0.5", "{}", "[0.1, 0.2, 0.3, 0.4, 0.5]"}) {
     EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t["partial_epochs"] = json::parse(bad); })),
-                StatusIs(absl::StatusCode::kInvalidArgument, "task.partial_epochs must be a list of at most max_epochs (4)"))
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         "task.partial_epochs must be a list of at most max_epochs (4)"))
         << bad;
   }
-  EXPECT_THAT(ParseStudySpec(WithTask([](json& t) { t["partial_epochs"] = {0.5, 2}; })),
+  EXPECT_THAT(ParseStudySpec(WithTask([](json& t) {
+                t["partial_epochs"] = {0.5, 2};
+              })),
               StatusIs(absl::StatusCode::kInvalidArgument, "entry 1 is 2"));
+}
+
+TEST(StudySpecTest, TrainingSeedIsANonNegative32BitInteger) {
+  EXPECT_EQ(ParseStudySpec(QuickSpec())->task.training_seed, 0);
+  auto ok = ParseStudySpec(WithTask([](json& t) { t["training_seed"] = 2147483647; }));
+  ASSERT_THAT(ok, IsOk());
+  EXPECT_EQ(ok->task.training_seed, 2147483647);
+  for (const char* bad : {"-1", "2147483648", "18446744073709551615"}) {
+    EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t["training_seed"] = json::parse(bad); })),
+                StatusIs(absl::StatusCode::kInvalidArgument, "task.training_seed must be in [0, 2147483647]"))
+        << bad;
+  }
+  for (const char* bad : {"\"1\"", "1.5", "1e20"}) {
+    EXPECT_THAT(ParseStudySpec(WithTask([&](json& t) { t["training_seed"] = json::parse(bad); })),
+                StatusIs(absl::StatusCode::kInvalidArgument, "task.training_seed must be an integer"))
+        << bad;
+  }
 }
 
 TEST(HostileSpecTest, ChoicesAndParametersAreCountedAndDuplicatesFoundFast) {

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 namespace hpo::worker {
 namespace {
@@ -129,14 +130,30 @@ TEST(TrainerTest, PartialEpochsTrainOnAFractionOfTheImages) {
   TrainOptions o = Epochs(3);
   o.partial_epochs = {0.25, 0.0015};  // 250 images, then ceil(1.5) = 2; epoch 3 on all 1000
   std::vector<int64_t> images;
-  auto r = TrainCnn(TinyConfig(), *data, o, [&](const EpochReport& e) {
-    images.push_back(e.train_images);
-    return true;
-  }, [] { return false; });
+  auto r = TrainCnn(
+      TinyConfig(), *data, o,
+      [&](const EpochReport& e) {
+        images.push_back(e.train_images);
+        return true;
+      },
+      [] { return false; });
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(images, (std::vector<int64_t>{250, 2, 1000}));
   EXPECT_EQ(r->epochs_run, 3);
   EXPECT_GE(r->test_accuracy, 0.0);
+}
+
+TEST(TrainerTest, TrainingSeedMovesEveryTrialToNewSeedsAndZeroKeepsTheOldOnes) {
+  // The seeds trials had before task.training_seed existed: recorded results stay reproducible.
+  EXPECT_EQ(TrialSeed(1, 0, 0), 0x9E3779B97F4A7C15ULL * 2);
+  EXPECT_EQ(TrialSeed(3, 7, 0), 0x9E3779B97F4A7C15ULL * 4 + 7);
+  std::set<uint64_t> seeds;
+  for (int64_t study : {1, 2}) {
+    for (int64_t number : {0, 1, 2}) {
+      for (int64_t training_seed : {0, 1, 2, 1000}) seeds.insert(TrialSeed(study, number, training_seed));
+    }
+  }
+  EXPECT_EQ(seeds.size(), 24u);  // every (study, trial, training_seed) trains on its own seed
 }
 
 TEST(TrainerTest, ExecutionsReportTheirMeanAndSpread) {

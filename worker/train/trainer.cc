@@ -294,6 +294,11 @@ absl::StatusOr<CnnConfig> CnnConfigFromParams(const std::map<std::string, ParamV
   return c;
 }
 
+uint64_t TrialSeed(int64_t study_id, int64_t trial_number, int64_t training_seed) {
+  return 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(study_id + 1) + static_cast<uint64_t>(trial_number) +
+         0xBF58476D1CE4E5B9ULL * static_cast<uint64_t>(training_seed);
+}
+
 void KeepFreedBuffers() {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
@@ -353,11 +358,12 @@ absl::StatusOr<TrainResult> TrainCnn(const CnnConfig& config, const DataSplit& d
     for (int epoch = 1; epoch <= options.max_epochs; ++epoch) {
       const auto t0 = std::chrono::steady_clock::now();
       const double lr = ScheduledRate(config, epoch, options.max_epochs);
-      // A partial epoch trains on the first n_epoch images of this epoch's shuffled order: a fresh random subset.
+      // A partial epoch trains on the first n_epoch images of this epoch's shuffled order: a fresh random
+      // subset.
       const int64_t n_epoch =
           epoch <= static_cast<int>(options.partial_epochs.size())
-              ? std::clamp<int64_t>(static_cast<int64_t>(std::ceil(options.partial_epochs[epoch - 1] * n_train)), 1,
-                                    n_train)
+              ? std::clamp<int64_t>(
+                    static_cast<int64_t>(std::ceil(options.partial_epochs[epoch - 1] * n_train)), 1, n_train)
               : n_train;
       double train_seconds = 0, loss_sum = 0;
       int64_t correct = 0, seen = 0, finite_seen = 0, batches = 0, nonfinite_batches = 0;

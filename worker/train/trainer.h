@@ -48,6 +48,10 @@ struct CnnConfig {
   uint64_t seed = 0;               // weight init, dropout, shuffling, augmentation
 };
 
+// A trial's training seed: follows the study id and the trial number; the spec's task.training_seed moves
+// every trial to new seeds (0 keeps the seeds of versions before it existed).
+[[nodiscard]] uint64_t TrialSeed(int64_t study_id, int64_t trial_number, int64_t training_seed);
+
 using ParamVariant = std::variant<double, int64_t, std::string, bool>;
 
 // Builds a CnnConfig from trial parameters. kInvalidArgument for an unknown
@@ -64,7 +68,7 @@ struct EpochReport {
   double learning_rate = 0;
   double seconds = 0;             // training + validation time of this epoch (all executions)
   double train_images_per_second = 0;
-  int64_t train_images = 0;       // images trained this epoch (per execution): fewer in a partial epoch
+  int64_t train_images = 0;  // images trained this epoch (per execution): fewer in a partial epoch
 };
 
 struct TrainResult {
