@@ -17,6 +17,8 @@ instead of the best epoch's value; and the oracle, the completed trial with the 
 best test accuracy of any completed trial: the ceiling a pick could reach on this spec.
 
   /usr/bin/python3 bench/outcome_analysis.py bench/results/search_outcome_30min_seed*.json
+  # FILE#SYSTEM takes one system's runs of FILE, as in `search_outcome.py --merge`
+  /usr/bin/python3 bench/outcome_analysis.py "bench/results/search_outcome_30min_seed0.json#hpo 2x1"
 """
 import argparse
 import collections
@@ -91,11 +93,14 @@ def main():
     args = ap.parse_args()
     full = []  # (values, params) of the trials that trained every epoch, pooled
     all_runs = []
-    for path in args.files:
+    for arg in args.files:
+        path, _, only = arg.partition("#")
         with open(path) as f:
-            doc = json.load(f)
-        all_runs += doc["runs"]
-        for run in doc["runs"]:
+            runs = [r for r in json.load(f)["runs"] if not only or r["system"] == only]
+        if not runs:
+            raise SystemExit(f"{path} has no runs of system {only!r}")
+        all_runs += runs
+        for run in runs:
             epochs = run["spec"]["task"]["max_epochs"]
             trials = run["trials"]
             done = [t for t in trials if t["state"] == "COMPLETED" and t.get("value") is not None]
