@@ -23,7 +23,12 @@ best test accuracy of any completed trial: the ceiling a pick could reach on thi
 import argparse
 import collections
 import json
+import os
 import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from search_outcome import read_runs  # noqa: E402  FILE#SYSTEM, as in search_outcome.py --merge
 
 
 def ranks(xs):
@@ -93,12 +98,8 @@ def main():
     args = ap.parse_args()
     full = []  # (values, params) of the trials that trained every epoch, pooled
     all_runs = []
-    for arg in args.files:
-        path, _, only = arg.partition("#")
-        with open(path) as f:
-            runs = [r for r in json.load(f)["runs"] if not only or r["system"] == only]
-        if not runs:
-            raise SystemExit(f"{path} has no runs of system {only!r}")
+    for path in args.files:
+        runs = read_runs(path)
         all_runs += runs
         for run in runs:
             epochs = run["spec"]["task"]["max_epochs"]

@@ -200,7 +200,7 @@ def torch_child(job_path):
         best, best_epoch, _, model, _ = so.train_trial(
             so.cnn_config(j["params"]), data, int(task.get("max_epochs", 10)), metric, minimize, j["seed"],
             lambda epoch, value, m: values.append(value) or True, float("inf"),
-            [float(f) for f in task.get("partial_epochs", [])])
+            so.partial_epochs_of(task))
         net, mean, std, loss_fn = model
         tx, ty = data["test"]
         test = so.evaluate(net, tx, ty, mean, std, data["classes"], loss_fn)["val_accuracy"]

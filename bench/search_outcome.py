@@ -320,6 +320,11 @@ class Deadline(Exception):
     pass
 
 
+def partial_epochs_of(task):
+    """The task's partial_epochs (epoch k trains on that fraction of the training images), as floats."""
+    return [float(f) for f in task.get("partial_epochs", [])]
+
+
 def train_trial(c, data, max_epochs, metric, minimize, seed, on_epoch, deadline, partial_epochs=()):
     """Trains one configuration as hpo-worker does. on_epoch(epoch, value, metrics) -> False stops
     (pruned). partial_epochs: epoch k trains on the first ceil(partial_epochs[k-1] x n) images of its
@@ -523,9 +528,8 @@ def optuna_child(args):
             return not trial.should_prune()
 
         seed = (args.child_seed * 1_000_003 + trial.number) & 0x7FFFFFFF
-        partial = [float(f) for f in task.get("partial_epochs", [])]
         best, best_epoch, epochs, model, stopped = train_trial(c, data, max_epochs, metric, minimize, seed,
-                                                               on_epoch, deadline, partial)
+                                                               on_epoch, deadline, partial_epochs_of(task))
         trial.set_user_attr("best_epoch", best_epoch)
         trial.set_user_attr("epochs_run", epochs)
         if stopped:
