@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "proto/common/grpc_status.h"
 #include "client/init.h"
 #include "client/report.h"
@@ -128,6 +129,8 @@ json TrialJson(const hpo::v1::Trial& t) {
   j["worker"] = t.worker();
   j["retry_of"] = t.retry_of() >= 0 ? json(t.retry_of()) : json(nullptr);
   j["retried"] = t.retried();
+  j["started_unix_ms"] = t.started_unix_ms() > 0 ? json(t.started_unix_ms()) : json(nullptr);
+  j["finished_unix_ms"] = t.finished_unix_ms() > 0 ? json(t.finished_unix_ms()) : json(nullptr);
   return j;
 }
 
@@ -139,6 +142,8 @@ json StudyJson(const hpo::v1::Study& s) {
   j["direction"] = s.direction() == hpo::v1::MINIMIZE ? "minimize" : "maximize";
   j["metric"] = s.metric();
   j["max_trials"] = s.max_trials();
+  j["max_minutes"] = s.max_minutes() > 0 ? json(s.max_minutes()) : json(nullptr);
+  j["time_budget_end_unix_ms"] = s.time_budget_end_unix_ms() > 0 ? json(s.time_budget_end_unix_ms()) : json(nullptr);
   j["counts"] = {{"waiting", s.counts().waiting()},     {"running", s.counts().running()},
                  {"completed", s.counts().completed()}, {"pruned", s.counts().pruned()},
                  {"failed", s.counts().failed()}};
@@ -273,6 +278,17 @@ std::string CountsText(const hpo::v1::Study& s) {
                                      finished, s.max_trials(), c.completed(), c.pruned(),
                                      c.failed(), c.running());
   if (c.waiting() > 0) absl::StrAppend(&text, ", ", c.waiting(), " waiting");
+  if (s.max_minutes() > 0) {  // "; time budget 30 min, 12.5 left"
+    absl::StrAppend(&text, "; time budget ", absl::StrFormat("%.4g", s.max_minutes()), " min");
+    if (s.time_budget_end_unix_ms() == 0) {
+      absl::StrAppend(&text, " from the first trial's start");
+    } else if (const absl::Duration left = absl::FromUnixMillis(s.time_budget_end_unix_ms()) - absl::Now();
+               left > absl::ZeroDuration()) {
+      absl::StrAppend(&text, ", ", absl::StrFormat("%.1f", absl::ToDoubleMinutes(left)), " left");
+    } else {
+      absl::StrAppend(&text, ", used up (no trial starts)");
+    }
+  }
   if (s.has_best()) {
     absl::StrAppend(&text, "; best ", s.metric(), " ", Fmt(s.best_value()), " (trial ",
                     s.best_trial(), ")");

@@ -324,6 +324,9 @@ int main(int argc, char** argv) {
       if (int n = (*coordinator)->ReapExpiredLeases(); n > 0) {
         spdlog::warn("{} trial(s) lost their worker's lease: failed and handed out again", n);
       }
+      if (int n = (*coordinator)->EndTimeBudgets(); n > 0) {
+        spdlog::info("{} stud{} completed: time budget (max_minutes) used up", n, n == 1 ? "y" : "ies");
+      }
       service.EndIdleStreams();
       lock.lock();
     }

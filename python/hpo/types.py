@@ -176,6 +176,8 @@ class Study:
     seed: int
     spec: Optional[Dict[str, Any]]  # the spec as stored (defaults filled in)
     created_unix_ms: int
+    max_minutes: Optional[float] = None             # the time budget (spec max_minutes); None: none
+    time_budget_end_unix_ms: Optional[int] = None   # no trial starts after it; None until the first starts
 
     @property
     def finished(self) -> bool:
@@ -196,7 +198,9 @@ class Study:
                    best_value=s.best_value if s.has_best else None,
                    best_trial=s.best_trial if s.has_best else None,
                    sampler=s.sampler, pruner=s.pruner, seed=s.seed,
-                   spec=json.loads(s.spec_json) if s.spec_json else None, created_unix_ms=s.created_unix_ms)
+                   spec=json.loads(s.spec_json) if s.spec_json else None, created_unix_ms=s.created_unix_ms,
+                   max_minutes=s.max_minutes if s.max_minutes > 0 else None,
+                   time_budget_end_unix_ms=s.time_budget_end_unix_ms if s.time_budget_end_unix_ms > 0 else None)
 
     def to_dict(self) -> Dict[str, Any]:
         """The study as a plain dict (the keys of examples/python/hpo_client.get_study)."""
@@ -208,6 +212,7 @@ class Study:
                        "failed": self.counts.failed},
             "best_value": self.best_value, "best_trial": self.best_trial, "sampler": self.sampler,
             "pruner": self.pruner, "seed": self.seed, "spec": self.spec,
+            "max_minutes": self.max_minutes, "time_budget_end_unix_ms": self.time_budget_end_unix_ms,
         }
 
 

@@ -310,13 +310,21 @@ absl::Status Coordinator::AddDetails(int64_t study_id, std::vector<Trial>& trial
   return absl::OkStatus();
 }
 
-bool Coordinator::EndsStudy(const Entry& e, const Trial& updated) {
+bool Coordinator::OutOfTime(const Entry& e) const {
+  return clock_->Now() >= TimeBudgetEnd(e.spec, e.figures.first_started);
+}
+
+bool Coordinator::NothingToHandOut(const Entry& e) const {
+  return e.exhausted || e.figures.used_slots >= e.spec.max_trials || OutOfTime(e);
+}
+
+bool Coordinator::EndsStudy(const Entry& e, const Trial& updated) const {
   if (e.study.state != StudyState::kRunning) return false;
   const int n = updated.number;
   const Trial* old = n < static_cast<int>(e.study.trials.size()) ? &e.study.trials[n] : nullptr;
   const int used = e.figures.used_slots + UsesSlot(updated) - (old ? UsesSlot(*old) : 0);
   const int unfinished = UnfinishedTrials(e) + Unfinished(updated) - (old ? Unfinished(*old) : 0);
-  return (e.exhausted || used >= e.spec.max_trials) && unfinished == 0;
+  return (e.exhausted || used >= e.spec.max_trials || OutOfTime(e)) && unfinished == 0;
 }
 
 absl::Status Coordinator::WriteTrial(Entry& e, const Trial& updated, const Measurement* m, bool* ends) {
@@ -562,6 +570,10 @@ absl::StatusOr<Trial> Coordinator::EnqueueTrial(int64_t study_id, const std::str
     return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " already has its ", e.spec.max_trials,
                                                       " trials (max_trials)"));
   }
+  if (OutOfTime(e)) {
+    return absl::FailedPreconditionError(absl::StrCat("study ", study_id, " ", TimeBudgetText(e),
+                                                      ": it starts no more trials"));
+  }
   Trial t;
   t.study_id = study_id;
   t.number = static_cast<int>(e.study.trials.size());
@@ -608,7 +620,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::TryStudy(const EntryPtr& ep, c
   // 1. A WAITING trial with every parameter given: no sampler needed.
   {
     absl::MutexLock lock(&e.mu);
-    if (e.study.state != StudyState::kRunning) return Outcome::kNothing;
+    if (e.study.state != StudyState::kRunning || OutOfTime(e)) return Outcome::kNothing;
     while (!e.waiting.empty()) {
       const int n = e.waiting.front();
       const Trial& t = e.study.trials[n];
@@ -621,7 +633,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::TryStudy(const EntryPtr& ep, c
       e.waiting.pop_front();
       return assign(n);
     }
-    if (e.waiting.empty() && (e.exhausted || e.figures.used_slots >= e.spec.max_trials)) return Outcome::kNothing;
+    if (e.waiting.empty() && NothingToHandOut(e)) return Outcome::kNothing;
   }
   // 2. Sample, with only this study's sampling lock held while the sampler computes.
   if (wait) {
@@ -646,7 +658,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::SampleAndStart(Entry& e, const
     uint64_t seed = 0;
     {
       absl::MutexLock lock(&e.mu);
-      if (e.study.state != StudyState::kRunning) return Outcome::kNothing;
+      if (e.study.state != StudyState::kRunning || OutOfTime(e)) return Outcome::kNothing;
       while (!e.waiting.empty() && e.study.trials[e.waiting.front()].state != TrialState::kWaiting) {
         e.waiting.pop_front();
       }
@@ -660,7 +672,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::SampleAndStart(Entry& e, const
         }
         fill = true;
       } else {
-        if (e.exhausted || e.figures.used_slots >= e.spec.max_trials) return Outcome::kNothing;
+        if (NothingToHandOut(e)) return Outcome::kNothing;
         number = static_cast<int>(e.study.trials.size());
       }
       seed = e.study.seed;
@@ -688,7 +700,7 @@ absl::StatusOr<Coordinator::Outcome> Coordinator::SampleAndStart(Entry& e, const
     absl::StatusOr<ParamMap> sampled = e.sampler->Sample(e.snapshot, number, TrialSeed(seed, number));
 
     absl::MutexLock lock(&e.mu);
-    if (e.study.state != StudyState::kRunning) return Outcome::kNothing;
+    if (e.study.state != StudyState::kRunning || OutOfTime(e)) return Outcome::kNothing;
     if (!fill && sampled.status().code() == absl::StatusCode::kOutOfRange) {
       e.exhausted = true;  // e.g. every grid point has a trial: the study ends when they finish
       RETURN_IF_ERROR(FinishIfDone(e));
@@ -978,7 +990,8 @@ absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reas
   updated.state = TrialState::kFailed;
   updated.reason = reason;
   updated.finished = clock_->Now();
-  retry = retry && e.study.state == StudyState::kRunning && RetryDepth(e.study, t) < e.spec.max_retries;
+  retry = retry && e.study.state == StudyState::kRunning && !OutOfTime(e) &&
+          RetryDepth(e.study, t) < e.spec.max_retries;
   Trial again;
   if (retry) {
     updated.retried = true;
@@ -1010,7 +1023,7 @@ absl::Status Coordinator::Fail(Entry& e, const Trial& t, const std::string& reas
 
 absl::Status Coordinator::FinishIfDone(Entry& e) {
   if (e.study.state != StudyState::kRunning) return absl::OkStatus();
-  if (!e.exhausted && e.figures.used_slots < e.spec.max_trials) return absl::OkStatus();
+  if (!NothingToHandOut(e)) return absl::OkStatus();
   if (UnfinishedTrials(e) > 0) return absl::OkStatus();
   {
     absl::MutexLock slock(&storage_mu_);
@@ -1028,6 +1041,42 @@ void Coordinator::SetState(Entry& e, StudyState state) {
   } else {
     running_.erase(e.study.id);
   }
+}
+
+std::string Coordinator::TimeBudgetText(const Entry& e) {
+  return absl::StrCat("ran out of its time budget (max_minutes ", e.spec.max_minutes, ") at ",
+                      absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", TimeBudgetEnd(e.spec, e.figures.first_started),
+                                       absl::UTCTimeZone()));
+}
+
+int Coordinator::EndTimeBudgets() {
+  std::vector<EntryPtr> entries;
+  {
+    absl::ReaderMutexLock lock(&map_mu_);
+    for (int64_t id : running_) {
+      if (auto it = studies_.find(id); it != studies_.end()) entries.push_back(it->second);
+    }
+  }
+  int ended = 0;
+  for (const EntryPtr& ep : entries) {
+    Entry& e = *ep;
+    absl::MutexLock lock(&e.mu);
+    if (e.study.state != StudyState::kRunning || !OutOfTime(e)) continue;
+    // Queued trials (enqueued, or retries) will never start now.
+    std::vector<int> waiting;
+    for (int n : e.waiting) {
+      if (e.study.trials[n].state == TrialState::kWaiting) waiting.push_back(n);
+    }
+    const std::string reason = absl::StrCat("not started: the study ", TimeBudgetText(e));
+    bool failed = true;
+    for (int n : waiting) {
+      if (e.study.trials[n].state != TrialState::kWaiting) continue;
+      failed = Fail(e, e.study.trials[n], reason, /*retry=*/false).ok() && failed;
+    }
+    // Ends a study whose last trials finished before its time ran out (and one that Fail ended).
+    if (failed && FinishIfDone(e).ok() && e.study.state != StudyState::kRunning) ++ended;
+  }
+  return ended;
 }
 
 int Coordinator::ReapExpiredLeases() {

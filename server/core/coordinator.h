@@ -184,6 +184,11 @@ class Coordinator {
                                                 bool retry, const std::string& holder = "");
   // Fails (and retries) every RUNNING trial whose lease has expired. Returns how many.
   int ReapExpiredLeases();
+  // Time budgets (spec max_minutes): once a study's has run out, no trial of it starts (asks get none,
+  // EnqueueTrial kFailedPrecondition, a lost trial is not retried) and trials running then finish as
+  // usual. This fails its WAITING trials, saying why, and completes it when none is left unfinished.
+  // Returns how many studies it completed. Called periodically, with ReapExpiredLeases.
+  int EndTimeBudgets();
 
   ~Coordinator();
   const CoordinatorOptions& options() const { return options_; }
@@ -241,7 +246,13 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   // Whether storing `updated` (a new or changed trial of `e`) finishes the study: no trial left
   // to hand out and none unfinished.
-  static bool EndsStudy(const Entry& e, const Trial& updated) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  bool EndsStudy(const Entry& e, const Trial& updated) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // Whether the study's time budget (spec max_minutes) has run out.
+  bool OutOfTime(const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // No new trial may start: the sampler is exhausted, max_trials are used, or the time is out.
+  bool NothingToHandOut(const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
+  // "ran out of its time budget (max_minutes 30) at 2026-12-07 18:00:00 UTC"
+  static std::string TimeBudgetText(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e.mu);
   // Stores `updated` (with `m` when not null) and, when it ends the study (*ends), the study's
   // COMPLETED state in the same transaction: both or neither.
   absl::Status WriteTrial(Entry& e, const Trial& updated, const Measurement* m, bool* ends)

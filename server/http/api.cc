@@ -97,7 +97,9 @@ json StudySummaryJson(const StudySummary& summary) {
            {"completed", c.completed},
            {"pruned", c.pruned},
            {"failed", c.failed}}},
-         {"created", Time(s.created)}};
+         {"created", Time(s.created)},
+         {"max_minutes", s.spec.max_minutes > 0 ? json(s.spec.max_minutes) : json(nullptr)},
+         {"time_budget_end", Time(TimeBudgetEnd(s.spec, summary.first_started))}};
   if (summary.best) {
     j["best"] = {{"trial", summary.best->number}, {"value", Number(summary.best->value)}, {"step", summary.best->step}};
   } else {

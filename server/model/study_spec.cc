@@ -19,6 +19,7 @@ using nlohmann::json;
 // back with every ListStudies, so its size and the names in it are bounded.
 constexpr size_t kMaxSpecBytes = 1 << 20;
 constexpr size_t kMaxStudyNameBytes = 256;
+constexpr double kMaxStudyMinutes = 525'600;  // a year
 constexpr size_t kMaxParamNameBytes = 128;  // also objective.metric
 constexpr size_t kMaxTypeNameBytes = 64;    // task.type
 constexpr size_t kMaxParameters = 1000;
@@ -368,7 +369,7 @@ absl::Status CheckDistinct(const std::vector<ParamValue>& choices) {
 absl::StatusOr<StudySpec> ParseSpecObject(const json& j) {
   if (!j.is_object()) return Invalid(absl::StrCat("the spec must be a JSON object, not ", TypeName(j)));
   RETURN_IF_ERROR(CheckKeys(j, "spec", {"name", "objective", "task", "parameters", "sampler",
-                                        "pruner", "max_trials", "max_retries"}));
+                                        "pruner", "max_trials", "max_retries", "max_minutes"}));
   StudySpec spec;
   ASSIGN_OR_RETURN(spec.name, GetString(j, "name", "spec"));
   if (spec.name.empty()) return Invalid("spec.name must not be empty");
@@ -439,6 +440,13 @@ absl::StatusOr<StudySpec> ParseSpecObject(const json& j) {
   ASSIGN_OR_RETURN(int64_t retries, GetInt(j, "max_retries", "spec", 1));
   if (retries < 0 || retries > 10) return Invalid("max_retries must be between 0 and 10");
   spec.max_retries = static_cast<int>(retries);
+  if (j.contains("max_minutes")) {
+    ASSIGN_OR_RETURN(spec.max_minutes, GetNumber(j, "max_minutes", "spec"));
+    if (!(spec.max_minutes > 0) || spec.max_minutes > kMaxStudyMinutes) {
+      return Invalid(absl::StrCat("max_minutes must be a number of minutes above 0 and at most ", kMaxStudyMinutes,
+                                  " (a year; got ", spec.max_minutes, "); leave it out for no time budget"));
+    }
+  }
 
   spec.sampler = j.value("sampler", json{{"type", "random"}});
   spec.pruner = j.value("pruner", json{{"type", "none"}});

@@ -47,7 +47,14 @@ void CountTrial(StudySummary& s, const Trial& t, int sign) {
   s.used_slots += UsesSlot(t) * sign;
   s.started += t.started != absl::InfinitePast() ? sign : 0;
   s.retried += t.retried ? sign : 0;
+  // A trial's start never changes once set, and trials leave only with their study: a minimum.
+  if (sign > 0 && t.started != absl::InfinitePast() && t.started < s.first_started) s.first_started = t.started;
   s.leases_lost += t.state == TrialState::kFailed && absl::StartsWith(t.reason, "lease lost") ? sign : 0;
+}
+
+absl::Time TimeBudgetEnd(const StudySpec& spec, absl::Time first_started) {
+  if (spec.max_minutes <= 0 || first_started == absl::InfiniteFuture()) return absl::InfiniteFuture();
+  return first_started + absl::Minutes(spec.max_minutes);
 }
 
 bool BetterBest(Direction d, const Trial& t, const std::optional<StudySummary::Best>& best) {

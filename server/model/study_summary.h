@@ -29,6 +29,7 @@ struct StudySummary {
   int started = 0;      // trials ever handed to a worker
   int retried = 0;      // FAILED trials handed out again
   int leases_lost = 0;  // FAILED because their worker went silent
+  absl::Time first_started = absl::InfiniteFuture();  // the earliest start of any trial (none yet: future)
   struct Best {
     int number = 0;
     double value = 0;
@@ -36,6 +37,11 @@ struct StudySummary {
   };
   std::optional<Best> best;  // the best COMPLETED trial (FindBestTrial)
 };
+
+// When no trial may start any more by a study's time budget: `spec.max_minutes` after its first trial
+// started (`first_started`, as StudySummary keeps it); absl::InfiniteFuture() without a budget or
+// before any trial started.
+absl::Time TimeBudgetEnd(const StudySpec& spec, absl::Time first_started);
 
 // The study's own fields, without its trials.
 Study StudyHeader(const Study& study);

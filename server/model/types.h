@@ -82,6 +82,9 @@ struct StudySpec {
   nlohmann::json pruner;   // {"type": ..., options}; validated by the pruner registry
   int max_trials = 0;
   int max_retries = 1;     // times a trial whose worker was lost is handed out again
+  // A wall-clock budget: no trial starts later than this many minutes after the study's first trial
+  // started (trials running then finish as usual). 0: none.
+  double max_minutes = 0;
   std::optional<uint64_t> seed;  // sampler.seed, if given
 };
 

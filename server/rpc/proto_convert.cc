@@ -138,6 +138,10 @@ void ToProto(const StudySummary& summary, hpo::v1::Study* out) {
   }
   out->set_created_unix_ms(Ms(s.created));
   out->set_seed(s.seed);
+  out->set_max_minutes(s.spec.max_minutes);
+  if (const absl::Time end = TimeBudgetEnd(s.spec, summary.first_started); end != absl::InfiniteFuture()) {
+    out->set_time_budget_end_unix_ms(Ms(end));
+  }
 }
 
 Measurement FromProto(const hpo::v1::Measurement& m) {

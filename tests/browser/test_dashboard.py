@@ -10,6 +10,7 @@ to $HPO_SCREENSHOT_DIR (default: a temporary folder, printed). The data root is 
 import json
 import os
 import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ SPEC = {
     # Stops a trial still below 0.6 after its second epoch: (with this seed) a pruned trial to mark.
     "pruner": {"type": "threshold", "lower": 0.6, "warmup_steps": 1},
     "max_trials": 4,
+    "max_minutes": 60,  # never runs out here: the page shows what is left of it
 }
 
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -178,6 +180,9 @@ class DashboardTest(unittest.TestCase):
         # The study page, open before the workers start (a trial takes seconds here).
         d.get(f"{self.base}/studies/{self.study}")
         wait_for("the empty study page", lambda: self.js("return window.hpoDashboard.updates") > 0, 20)
+        budget_card = lambda: self.js(
+            "return [...document.querySelectorAll('#cards .card')].map(c => c.textContent).find(t => t.startsWith('time budget'))")
+        self.assertEqual(budget_card(), "time budget60 min, from the first trial")
         workers = []
         for i in range(2):
             self.start([WORKER_BIN, f"--coordinator=127.0.0.1:{self.port}", f"--data_root={DATA_ROOT}",
@@ -208,6 +213,9 @@ class DashboardTest(unittest.TestCase):
         # Let the study finish, then every curve holds exactly the stored points.
         wait_for("the study to finish", lambda: self.api(f"/api/studies/{self.study}")["state"] == "completed", 300, 0.5)
         wait_for("the final curves", self.curves_match_api, 10)
+        # The budget started with the first trial: the seconds to a minute the study took are used.
+        left = wait_for("the time left", lambda: re.fullmatch(r"time budget(\d+\.\d) of 60 min left", budget_card() or ""), 5)
+        self.assertTrue(45 < float(left.group(1)) <= 60, left.group(0))
         trials = self.api(f"/api/studies/{self.study}/trials")
         states = {t["number"]: t["state"] for t in trials}
         wait_for("the trials table", lambda: len(d.find_elements(By.CSS_SELECTOR, "#trials tbody tr")) == len(trials), 10)

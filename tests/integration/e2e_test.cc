@@ -4,7 +4,9 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -652,6 +654,37 @@ TEST_F(EndToEndTest, SigtermHandsTheTrialBackAndStopEndsTheStudy) {
   EXPECT_EQ(trials[1]["state"], "FAILED");
   EXPECT_EQ(CountState(trials, "RUNNING") + CountState(trials, "WAITING"), 0);
   EXPECT_EQ(Ctl({"watch", std::to_string(study)}, seconds(10)).exit_code, 0);
+}
+
+TEST_F(EndToEndTest, ATimeBudgetEndsAStudyOfRealTrainingAndHpoctlShowsWhatIsLeft) {
+  StartServer();
+  json spec = SmallSpec(5000, 2, 2000);  // far more trials than 15 s can train: the budget ends the study
+  spec["pruner"] = {{"type", "none"}};
+  spec["max_minutes"] = 0.25;  // 15 s from the first trial's start
+  const int64_t study = Create(spec);
+  const std::string id = std::to_string(study);
+  CommandResult before = Ctl({"show", id});
+  EXPECT_NE(before.out.find("time budget 0.25 min from the first trial's start"), std::string::npos) << before.out;
+  StartWorker("w1");
+  StartWorker("w2");
+  // The study ends by its budget alone, and watch returns then.
+  CommandResult watch = Ctl({"watch", id}, seconds(180));
+  EXPECT_EQ(watch.exit_code, 0) << watch.err;
+  json shown = ShowJson(study);
+  EXPECT_EQ(shown["state"], "COMPLETED") << shown.dump();
+  json trials = TrialsJson(study);
+  ASSERT_GE(trials.size(), 2u);
+  EXPECT_LT(trials.size(), 5000u);
+  int64_t first = std::numeric_limits<int64_t>::max();
+  for (const auto& t : trials) first = std::min(first, t["started_unix_ms"].get<int64_t>());
+  EXPECT_EQ(shown["time_budget_end_unix_ms"], first + 15'000) << shown.dump();
+  EXPECT_EQ(shown["max_minutes"], 0.25);
+  for (const auto& t : trials) {
+    EXPECT_LT(t["started_unix_ms"].get<int64_t>(), first + 15'000) << t.dump();  // none started after the end
+    EXPECT_NE(t["state"], "RUNNING");
+  }
+  CommandResult after = Ctl({"show", id});
+  EXPECT_NE(after.out.find("time budget 0.25 min, used up (no trial starts)"), std::string::npos) << after.out;
 }
 
 // Writes a photos/ folder built from Fashion-MNIST images the way a user's would look:

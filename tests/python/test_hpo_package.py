@@ -132,6 +132,40 @@ class InstalledPackageTest(unittest.TestCase):
         self.assertEqual(best.to_dict()["trial"], best.number)
         self.assertEqual(c.run_worker(study, objective), 0)  # finished: returns at once
 
+    def test_a_time_budget_starts_no_trial_after_it_and_ends_the_study(self):
+        hpo, c = self.hpo, self.client
+        study = c.create_study(external_spec("timed", 1000, max_minutes=0.05))  # 3 s from the first trial
+        s = c.get_study(study)
+        self.assertEqual((s.max_minutes, s.time_budget_end_unix_ms), (0.05, None))  # no trial started yet
+        untimed = c.get_study(c.create_study(external_spec("untimed", 5)))
+        self.assertEqual((untimed.max_minutes, untimed.time_budget_end_unix_ms), (None, None))
+        c.stop(untimed.id)
+
+        def objective(params, report):
+            time.sleep(0.4)
+            report(0, quadratic(params))
+            return quadratic(params)
+
+        began = time.monotonic()
+        ran = c.run_worker(study, objective)  # returns once the study is finished: by its budget alone
+        took = time.monotonic() - began
+        s = c.get_study(study)
+        self.assertEqual(s.state, hpo.StudyState.COMPLETED)
+        trials = c.trials(study)
+        self.assertEqual(len(trials), ran)
+        self.assertTrue(all(t.state == hpo.TrialState.COMPLETED for t in trials))
+        first = min(t.started_unix_ms for t in trials)
+        self.assertEqual(s.time_budget_end_unix_ms, first + 3000)
+        # Every trial started before the end, and the worker kept busy until the end (a trial takes 0.4 s).
+        self.assertTrue(all(t.started_unix_ms < first + 3000 for t in trials),
+                        [t.started_unix_ms - first for t in trials])
+        self.assertGreaterEqual(max(t.finished_unix_ms for t in trials), first + 2600)
+        self.assertGreaterEqual(ran, 4)  # 0.4 s a trial for 3 s: about 7, fewer on a loaded machine
+        self.assertLess(took, 3 + 0.4 + 5)  # the last trial's 0.4 s, and a little for asks
+        with self.assertRaises(hpo.HpoError) as e:
+            c.enqueue(study, {"x": 0.0, "y": 0.0})
+        self.assertIn("is COMPLETED", str(e.exception))
+
     def test_enqueue_runs_first_and_stop_ends_the_study(self):
         hpo, c = self.hpo, self.client
         study = c.create_study(external_spec("enqueue", 5))

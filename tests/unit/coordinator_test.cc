@@ -536,6 +536,90 @@ TEST_F(CoordinatorTest, AGridStudyEndsWhenEveryPointHasRun) {
   EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
 }
 
+constexpr char kTimedSpec[] = R"({
+  "name": "timed", "task": {"type": "external"}, "max_trials": 100, "max_minutes": 10,
+  "parameters": [{"name": "x", "type": "float", "low": 0, "high": 1}]})";
+
+TEST_F(CoordinatorTest, ATimeBudgetStartsNoTrialAfterItAndEndsTheStudyWhenTheRunningOnesFinish) {
+  ASSERT_THAT(c_->CreateStudy(kTimedSpec), IsOk());
+  clock_.Advance(absl::Hours(2));  // the budget counts from the first trial's start, not the creation
+  EXPECT_EQ(TimeBudgetEnd(c_->GetStudySummary(1)->study.spec, c_->GetStudySummary(1)->first_started),
+            absl::InfiniteFuture());
+  const absl::Time start = clock_.Now();
+  auto ask = [&]() -> std::optional<Assignment> {
+    auto a = c_->AskTrial("w", {"external"}, 0);
+    EXPECT_THAT(a, IsOk());
+    return a.ok() ? *a : std::nullopt;
+  };
+  std::optional<Assignment> a = ask();
+  ASSERT_TRUE(a.has_value());
+  clock_.Advance(absl::Minutes(9));
+  std::optional<Assignment> b = ask();  // 9 minutes in: still starts
+  ASSERT_TRUE(b.has_value());
+  ASSERT_THAT(c_->EnqueueTrial(1, R"({"x": 0.5})"), IsOk());
+  EXPECT_EQ(TimeBudgetEnd(c_->GetStudySummary(1)->study.spec, c_->GetStudySummary(1)->first_started),
+            start + absl::Minutes(10));
+  EXPECT_EQ(c_->EndTimeBudgets(), 0);
+  EXPECT_EQ(c_->GetStudy(1)->trials[2].state, TrialState::kWaiting);
+
+  clock_.Advance(absl::Minutes(1));  // exactly at the end: nothing starts, not even the queued trial
+  EXPECT_FALSE(ask().has_value());
+  EXPECT_THAT(c_->EnqueueTrial(1, R"({"x": 0.25})"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "ran out of its time budget (max_minutes 10)"));
+  // Trials running at the end go on: they report, are judged and complete.
+  ASSERT_THAT(Report(a->trial.id, 1, 0.7), IsOk());
+  ASSERT_THAT(c_->CompleteTrial(a->trial.id, {}), IsOk());
+  EXPECT_EQ(c_->EndTimeBudgets(), 0);  // b still runs
+  Study s = *c_->GetStudy(1);
+  EXPECT_EQ(s.state, StudyState::kRunning);
+  EXPECT_EQ(s.trials[2].state, TrialState::kFailed);
+  EXPECT_NE(s.trials[2].reason.find("not started: the study ran out of its time budget"), std::string::npos)
+      << s.trials[2].reason;
+
+  // A trial lost after the end is not handed out again; the study completes with it.
+  ASSERT_THAT(Report(b->trial.id, 1, 0.8), IsOk());
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_EQ(c_->ReapExpiredLeases(), 1);
+  s = *c_->GetStudy(1);
+  EXPECT_EQ(s.trials.size(), 3u);
+  EXPECT_FALSE(s.trials[1].retried);
+  EXPECT_EQ(s.state, StudyState::kCompleted);
+  Reopen();  // stored so
+  EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
+  EXPECT_EQ(c_->BestTrial(1)->number, 0);
+}
+
+TEST_F(CoordinatorTest, ATimeBudgetSurvivesARestartAndEndsAStudyWithNothingRunning) {
+  ASSERT_THAT(c_->CreateStudy(kTimedSpec), IsOk());
+  auto a = c_->AskTrial("w", {"external"}, 0);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  ASSERT_THAT(Report((*a)->trial.id, 1, 0.5), IsOk());
+  ASSERT_THAT(c_->CompleteTrial((*a)->trial.id, {}), IsOk());
+  clock_.Advance(absl::Minutes(6));
+  Reopen();  // the start of the budget is the first trial's stored start
+  clock_.Advance(absl::Minutes(3));
+  EXPECT_EQ(c_->EndTimeBudgets(), 0);
+  EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kRunning);
+  clock_.Advance(absl::Minutes(2));
+  EXPECT_FALSE(c_->AskTrial("w", {"external"}, 0)->has_value());
+  // Nothing runs and nothing can start: the periodic pass completes it.
+  EXPECT_EQ(c_->EndTimeBudgets(), 1);
+  EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
+  EXPECT_EQ(c_->EndTimeBudgets(), 0);
+  Reopen();
+  EXPECT_EQ(c_->GetStudy(1)->state, StudyState::kCompleted);
+
+  // A server that starts after a study's budget ran out, with nothing of it left running, completes it.
+  ASSERT_THAT(c_->CreateStudy(kTimedSpec), IsOk());
+  a = c_->AskTrial("w", {"external"}, 2);
+  ASSERT_TRUE(a.ok() && a->has_value());
+  ASSERT_THAT(c_->FailTrial((*a)->trial.id, "crashed", /*retry=*/false), IsOk());
+  clock_.Advance(absl::Minutes(10));
+  EXPECT_EQ(c_->GetStudy(2)->state, StudyState::kRunning);
+  Reopen();
+  EXPECT_EQ(c_->GetStudy(2)->state, StudyState::kCompleted);
+}
+
 // A storage that loads a retry_of cycle (trial 0 <-> trial 1, trial 1 RUNNING) as no SQLite
 // storage would any longer: the coordinator must not trust it to walk the chain.
 class CyclicStorage final : public Storage {

@@ -131,6 +131,27 @@ TEST(StudySpecTest, RefusesBadStudySettings) {
               StatusIs(absl::StatusCode::kInvalidArgument, "objective.metric \"accuracy\""));
 }
 
+TEST(StudySpecTest, MaxMinutesIsAPositiveNumberOfMinutesUpToAYear) {
+  json j = json::parse(QuickSpec());
+  EXPECT_EQ(ParseStudySpec(j.dump())->max_minutes, 0);  // left out: no time budget
+  auto with = [&](const json& value) {
+    json k = j;
+    k["max_minutes"] = value;
+    return ParseStudySpec(k.dump());
+  };
+  ASSERT_THAT(with(30), IsOk());
+  EXPECT_EQ(with(30)->max_minutes, 30);
+  EXPECT_EQ(with(0.5)->max_minutes, 0.5);
+  EXPECT_EQ(with(525600)->max_minutes, 525600);
+  for (const json& bad : {json(0), json(-5), json(525601), json(1e300)}) {
+    EXPECT_THAT(with(bad), StatusIs(absl::StatusCode::kInvalidArgument,
+                                    "max_minutes must be a number of minutes above 0 and at most 525600"))
+        << bad;
+  }
+  EXPECT_THAT(with("30"), StatusIs(absl::StatusCode::kInvalidArgument, "spec.max_minutes must be a number, not"));
+  EXPECT_THAT(with(nullptr), StatusIs(absl::StatusCode::kInvalidArgument, "spec.max_minutes must be a number"));
+}
+
 // The quick-start spec with its task changed by `edit`.
 std::string WithTask(const std::function<void(json&)>& edit) {
   json j = json::parse(QuickSpec());

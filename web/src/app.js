@@ -194,6 +194,14 @@
 
     function visible(t) { return stateBoxes[t.state] ? stateBoxes[t.state].checked : true; }
 
+    // The spec's max_minutes: what is left of it (it starts with the first trial).
+    function budgetText(st) {
+      const of = st.max_minutes + " min";
+      if (st.time_budget_end == null) return of + ", from the first trial";
+      const left = st.time_budget_end - Date.now() / 1000;
+      return left > 0 ? (left / 60).toFixed(1) + " of " + of + " left" : of + ", used up";
+    }
+
     function render() {
       if (!study) return;
       dash.states = STATES.filter((s) => stateBoxes[s].checked);
@@ -206,6 +214,7 @@
         ["running", c.running], ["completed", c.completed], ["pruned", c.pruned], ["failed", c.failed],
         ["best", study.best ? fmt(study.best.value) + " (trial " + study.best.trial + ")" : "–"],
         ["objective", study.metric + ", " + study.direction], ["sampler / pruner", study.sampler + " / " + (study.pruner || "none")],
+        ...(study.max_minutes ? [["time budget", budgetText(study)]] : []),
       ].map(([k, v]) => el("div", { class: "card" }, el("div", { class: "k", text: k }), el("div", { class: "v", text: v }))));
       title.textContent = "Study " + study.id + ": " + study.name;
       document.title = "hpo: " + study.name;
