@@ -357,8 +357,10 @@ absl::Status Create(Context& ctx, const std::vector<std::string>& args) {
   if (ctx.json) {
     std::cout << StudyJson(st).dump(2) << "\n";
   } else {
-    std::cout << absl::StrFormat("created study %d \"%s\": %s sampler, %s pruner, %d trials of task %s on %s\n",
-                                 st.id(), st.name(), st.sampler(), st.pruner(), st.max_trials(),
+    const std::string minutes =
+        st.max_minutes() > 0 ? absl::StrFormat(" within %.4g minutes", st.max_minutes()) : std::string();
+    std::cout << absl::StrFormat("created study %d \"%s\": %s sampler, %s pruner, %d trials%s of task %s on %s\n",
+                                 st.id(), st.name(), st.sampler(), st.pruner(), st.max_trials(), minutes,
                                  st.task().type(), st.task().dataset());
     std::cout << st.id() << "\n";
   }

@@ -661,7 +661,10 @@ TEST_F(EndToEndTest, ATimeBudgetEndsAStudyOfRealTrainingAndHpoctlShowsWhatIsLeft
   json spec = SmallSpec(5000, 2, 2000);  // far more trials than 15 s can train: the budget ends the study
   spec["pruner"] = {{"type", "none"}};
   spec["max_minutes"] = 0.25;  // 15 s from the first trial's start
-  const int64_t study = Create(spec);
+  CommandResult created = Ctl({"create", WriteSpec(spec)});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_NE(created.out.find("5000 trials within 0.25 minutes of task cnn"), std::string::npos) << created.out;
+  const int64_t study = 1;  // the server's first study
   const std::string id = std::to_string(study);
   CommandResult before = Ctl({"show", id});
   EXPECT_NE(before.out.find("time budget 0.25 min from the first trial's start"), std::string::npos) << before.out;
