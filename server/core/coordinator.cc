@@ -1062,11 +1062,8 @@ int Coordinator::EndTimeBudgets() {
     Entry& e = *ep;
     absl::MutexLock lock(&e.mu);
     if (e.study.state != StudyState::kRunning || !OutOfTime(e)) continue;
-    // Queued trials (enqueued, or retries) will never start now.
-    std::vector<int> waiting;
-    for (int n : e.waiting) {
-      if (e.study.trials[n].state == TrialState::kWaiting) waiting.push_back(n);
-    }
+    // Queued trials (enqueued, or retries) will never start now. A copy: Fail changes e.waiting's trials.
+    const std::vector<int> waiting(e.waiting.begin(), e.waiting.end());
     const std::string reason = absl::StrCat("not started: the study ", TimeBudgetText(e));
     bool failed = true;
     for (int n : waiting) {
