@@ -230,7 +230,8 @@ absl::StatusOr<DraftedSpec> RecommendedFashionMnist(const worker::DataSetSummary
       "(\"A recommended spec\")");
   d.reasons.push_back(
       "it trains on all 55,000 training images for 15 epochs with a cosine schedule, batch norm and Adam, and "
-      "searches a narrow space; max_trials 60 is about an hour on 2 cores (stop it early with hpoctl stop)");
+      "searches a narrow space; max_minutes 60 ends it after the measured hour (no trial starts later; the "
+      "ones running then finish), and max_trials 60 is about what 2 cores train in that hour");
   return d;
 }
 

@@ -341,6 +341,11 @@ TEST(DraftSpecTest, FullFashionMnistGetsTheRecommendedSpec) {
   bool cites = false;
   for (const std::string& r : d->reasons) cites |= r.find("examples/fmnist-best.json") != std::string::npos;
   EXPECT_TRUE(cites);
+  // The hour it was measured in is its time budget, and the reasons say so.
+  EXPECT_EQ(d->spec["max_minutes"], 60);
+  bool budget = false;
+  for (const std::string& r : d->reasons) budget |= r.find("max_minutes 60") != std::string::npos;
+  EXPECT_TRUE(budget);
   // Another folder name holding the same files: the spec names that folder.
   auto other = DraftSpec(FullFashionMnist(), "fashion_mnist_copy");
   ASSERT_THAT(other, IsOk());
