@@ -3,8 +3,9 @@
 
 Reads result files of bench/search_outcome.py and prints, per run:
   - trials, completed, epochs, the median seconds per epoch of a trial (one worker's view);
-  - by batch size: trials, completed, median validation accuracy after epoch 1, and, for trials that trained
-    all epochs, the median and best final value;
+  - by batch size (or --param), and for all trials: trials, completed, median validation accuracy after
+    epoch 1 (what the sampler proposes, as the first rung sees it), and, for trials that trained all epochs,
+    the median and best final value;
   - the best completed trial's configuration.
 Then, pooled over every run given: the Spearman rank correlation between a trial's best value up to epoch k
 and its final value, over the trials that trained all epochs (how well rung k ranks the trials that count),
@@ -117,8 +118,8 @@ def main():
             print(f"| {args.param} | trials | completed | median val after epoch 1 | trials with all {epochs} epochs: "
                   f"median / best final |")
             print("|---|---|---|---|---|")
-            for key in sorted(groups, key=lambda k: (len(k), k)):
-                g = groups[key]
+            rows = [(key, groups[key]) for key in sorted(groups, key=lambda k: (len(k), k))] + [("all", trials)]
+            for key, g in rows:
                 first = [t["values"][0] for t in g if t["values"]]
                 fin = [max(t["values"]) for t in g if len(t["values"]) >= epochs]
                 print(f"| {key} | {len(g)} | {sum(t['state'] == 'COMPLETED' for t in g)} | {med(first)} | "
