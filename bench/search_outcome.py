@@ -417,6 +417,19 @@ def train_trial(c, data, max_epochs, metric, minimize, seed, on_epoch, deadline,
 
 # ---------------------------------------------------------------------------------- Optuna, as a process
 
+def merge_patch(target, patch):
+    """RFC 7386: objects merge key by key, null deletes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
 def optuna_sampler(optuna, spec, seed, processes):
     s = spec.get("sampler", {"type": "random"})
     if s["type"] == "random":
@@ -920,7 +933,7 @@ def main():
     ap.add_argument("--train_examples", type=int, default=None, help="overrides the spec's task")
     ap.add_argument("--val_examples", type=int, default=None, help="overrides the spec's task")
     ap.add_argument("--max_epochs", type=int, default=None, help="overrides the spec's task")
-    ap.add_argument("--spec", default=None, help="a study spec (JSON); default: issue 16's 8-parameter spec")
+    ap.add_argument("--spec", default=None, help="a study spec (JSON), or {\"merge_patch\": {...}} over issue 16's 8-parameter spec (the default)")
     ap.add_argument("--data_root", default="/usr/share/datasets")
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
     ap.add_argument("--out", default=None, help="default bench/results/search_outcome_<timestamp>.json")
@@ -964,11 +977,12 @@ def main():
         print(paired(runs))
         return
 
+    base = copy.deepcopy(DEFAULT_SPEC)
     if args.spec:
         with open(args.spec) as f:
-            base = json.load(f)
-    else:
-        base = copy.deepcopy(DEFAULT_SPEC)
+            loaded = json.load(f)
+        # A variant of the default spec is stored as its difference: {"merge_patch": {...}} (RFC 7386).
+        base = merge_patch(base, loaded["merge_patch"]) if set(loaded) == {"merge_patch"} else loaded
     for k in ("train_examples", "val_examples", "max_epochs"):
         if getattr(args, k) is not None:
             base["task"][k] = getattr(args, k)
